@@ -1,0 +1,211 @@
+"""The one sliding-window engine every patch method shares.
+
+Windows are zero-copy strided views of the slice tensor on the method's device; each batch is gathered on the
+device, scored by the method, and scores stay on the device until the slice is assembled into heatmaps. No Python
+loop runs per window or per pixel: the only loop is over batches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from adbench_dbt.config import AssemblyMode
+
+if TYPE_CHECKING:
+    from adbench_dbt.method import WindowMethod
+
+WindowScorer = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class WindowGrid:
+    """Top-left corners (i*s, j*s) of P x P windows; n = floor((L - P) / s) + 1 per axis (PICARD's grid)."""
+
+    height: int
+    width: int
+    window: int
+    stride: int
+
+    def __post_init__(self) -> None:
+        if self.height < self.window or self.width < self.window:
+            raise ValueError(f"slice {self.height}x{self.width} is smaller than the {self.window}px window")
+
+    @property
+    def n_rows(self) -> int:
+        return (self.height - self.window) // self.stride + 1
+
+    @property
+    def n_cols(self) -> int:
+        return (self.width - self.window) // self.stride + 1
+
+    @property
+    def count(self) -> int:
+        return self.n_rows * self.n_cols
+
+    def tops(self) -> np.ndarray:
+        return np.arange(self.n_rows) * self.stride
+
+    def lefts(self) -> np.ndarray:
+        return np.arange(self.n_cols) * self.stride
+
+
+def window_view(image: torch.Tensor, grid: WindowGrid) -> torch.Tensor:
+    """n_rows x n_cols x P x P zero-copy view of a contiguous H x W tensor."""
+    image = image.contiguous()
+    s, w = grid.stride, image.shape[1]
+    return image.as_strided((grid.n_rows, grid.n_cols, grid.window, grid.window), (s * w, s, w, 1))
+
+
+def tissue_windows(breast: torch.Tensor, grid: WindowGrid) -> torch.Tensor:
+    """n_rows x n_cols bool: windows that contain at least one breast pixel."""
+    cover = F.max_pool2d(breast[None, None].float(), kernel_size=grid.window, stride=grid.stride)[0, 0]
+    return cover[: grid.n_rows, : grid.n_cols] > 0
+
+
+def _is_oom(err: BaseException) -> bool:
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+def run_batches(windows: torch.Tensor, indices: torch.Tensor, scorer: WindowScorer,
+                batch_size: int) -> tuple[dict[str, torch.Tensor], int]:
+    """Score windows.flatten(0,1)[indices] in batches; halve the batch on out-of-memory and retry.
+
+    Returns ({variant: len(indices) x ...}, the batch size that worked).
+    """
+    n_cols = windows.shape[1]
+    outputs: dict[str, list[torch.Tensor]] = {}
+    start = 0
+    while start < len(indices):
+        idx = indices[start: start + batch_size]
+        batch = windows[idx // n_cols, idx % n_cols].unsqueeze(1)  # gathered on the device: N x 1 x P x P
+        try:
+            scores = scorer(batch)
+        except RuntimeError as err:
+            if not _is_oom(err) or batch_size == 1:
+                raise
+            del batch
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            batch_size = max(1, batch_size // 2)
+            continue
+        for name, value in scores.items():
+            if value.shape[0] != len(idx):
+                raise ValueError(f"scorer returned {value.shape[0]} {name!r} scores for {len(idx)} windows")
+            outputs.setdefault(name, []).append(value.detach())
+        start += len(idx)
+    return {k: torch.cat(v) for k, v in outputs.items()}, batch_size
+
+
+def assemble(scores: torch.Tensor, grid: WindowGrid, mode: AssemblyMode) -> torch.Tensor:
+    """Turn per-window scores (n_rows x n_cols, or n_rows x n_cols x h x w small maps) into an H x W map.
+
+    - grid-bicubic: PICARD's released behaviour, the score grid stretched over the slice (bicubic, NaN -> 0).
+    - centered / centered-nearest: each score at its window's true centre, bilinear (or nearest) between
+      centres, constant beyond the outermost centres.
+    - averaged: every window adds its score (or its small map, stretched over the window) to the pixels it
+      covers; divided by coverage; uncovered pixels are 0 (Swiecicki 2021, PatchSVDD).
+    """
+    if mode == "averaged":
+        return _averaged(scores, grid)
+    if scores.dim() != 2:
+        raise ValueError(f"assembly {mode!r} needs one score per window; got maps of shape {tuple(scores.shape[2:])}")
+    if mode == "grid-bicubic":
+        out = F.interpolate(scores[None, None].float(), size=(grid.height, grid.width), mode="bicubic",
+                            align_corners=False)[0, 0]
+        return torch.nan_to_num(out, nan=0.0)
+    if mode in ("centered", "centered-nearest"):
+        return _centered(scores.float(), grid, nearest=mode == "centered-nearest")
+    raise ValueError(f"unknown assembly mode {mode!r}")
+
+
+def _axis_weights(length: int, n: int, grid: WindowGrid, device: torch.device, nearest: bool):
+    """For each pixel along an axis: the two neighbouring window-centre indices and the weight of the second."""
+    pos = torch.arange(length, device=device, dtype=torch.float64)
+    frac = ((pos - (grid.window - 1) / 2) / grid.stride).clamp(0, n - 1)
+    if nearest:
+        frac = torch.floor(frac + 0.5).clamp(0, n - 1)
+    lo = frac.floor().long()
+    hi = (lo + 1).clamp(max=n - 1)
+    return lo, hi, (frac - lo).float()
+
+
+def _centered(scores: torch.Tensor, grid: WindowGrid, nearest: bool) -> torch.Tensor:
+    r0, r1, wr = _axis_weights(grid.height, grid.n_rows, grid, scores.device, nearest)
+    c0, c1, wc = _axis_weights(grid.width, grid.n_cols, grid, scores.device, nearest)
+    rows = scores[r0] * (1 - wr)[:, None] + scores[r1] * wr[:, None]  # H x n_cols
+    return rows[:, c0] * (1 - wc)[None] + rows[:, c1] * wc[None]
+
+
+def _averaged(scores: torch.Tensor, grid: WindowGrid) -> torch.Tensor:
+    """Coverage-weighted mean via a 2-D difference array: O(pixels + rectangles), exact, no per-window loop."""
+    if scores.dim() == 2:
+        scores = scores[..., None, None]
+    h, w = scores.shape[2:]
+    if grid.window % h or grid.window % w:
+        raise ValueError(f"small maps of {h}x{w} do not tile a {grid.window}px window")
+    ch, cw = grid.window // h, grid.window // w
+    dev = scores.device
+    tops = (torch.arange(grid.n_rows, device=dev) * grid.stride)[:, None, None, None] \
+        + (torch.arange(h, device=dev) * ch)[None, None, :, None]
+    lefts = (torch.arange(grid.n_cols, device=dev) * grid.stride)[None, :, None, None] \
+        + (torch.arange(w, device=dev) * cw)[None, None, None, :]
+    tops, lefts = torch.broadcast_to(tops, scores.shape).reshape(-1), torch.broadcast_to(lefts, scores.shape).reshape(-1)
+    values = scores.reshape(-1).double()
+    total = _rect_sum(grid.height, grid.width, tops, lefts, ch, cw, values)
+    count = _rect_sum(grid.height, grid.width, tops, lefts, ch, cw, torch.ones_like(values))
+    return torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total)).float()
+
+
+def _rect_sum(height: int, width: int, tops: torch.Tensor, lefts: torch.Tensor, rh: int, rw: int,
+              values: torch.Tensor) -> torch.Tensor:
+    diff = torch.zeros(height + 1, width + 1, dtype=torch.float64, device=values.device)
+    flat = diff.view(-1)
+    stride = width + 1
+    for dy, dx, sign in ((0, 0, 1.0), (0, rw, -1.0), (rh, 0, -1.0), (rh, rw, 1.0)):
+        flat.index_add_(0, (tops + dy) * stride + (lefts + dx), values * sign)
+    return diff.cumsum(0).cumsum(1)[:height, :width]
+
+
+def score_slice(method: "WindowMethod", image: np.ndarray, breast: np.ndarray) -> dict:
+    """Score every window of one slice with `method.score_windows` and assemble each variant's heatmap.
+
+    Returns {variant: float32 H x W numpy heatmap, '__windows__': windows scored}. Skipped background
+    windows (when `skip_background`) get the lowest score of the slice.
+    """
+    cfg = method.config
+    device = method.device
+    height, width = image.shape
+    grid = WindowGrid(height, width, cfg.window, cfg.stride)
+    img = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device, non_blocking=True)
+    windows = window_view(img, grid)
+    if cfg.skip_background:
+        keep = tissue_windows(torch.from_numpy(np.ascontiguousarray(breast)).to(device), grid).reshape(-1)
+        indices = keep.nonzero().squeeze(1)
+    else:
+        indices = torch.arange(grid.count, device=device)
+    heatmaps: dict = {"__windows__": int(len(indices))}
+    if len(indices) == 0:
+        return heatmaps | {v: np.zeros(image.shape, np.float32) for v in method.variants}
+    with torch.inference_mode():
+        scores, method.effective_batch_size = run_batches(
+            windows, indices, method.score_windows, getattr(method, "effective_batch_size", cfg.batch_size))
+        for name, values in scores.items():
+            full = values.new_full((grid.count, *values.shape[1:]), float(values.min()))
+            full[indices] = values
+            grid_scores = full.reshape(grid.n_rows, grid.n_cols, *values.shape[1:])
+            heatmaps[name] = assemble(grid_scores, grid, cfg.assembly).cpu().numpy().astype(np.float32)
+    return heatmaps
+
+
+def warmup_windows(method: "WindowMethod", image: np.ndarray) -> None:
+    """One batch through `score_windows`, so that lazy initialisation and kernel selection are not timed."""
+    cfg = method.config
+    grid = WindowGrid(*image.shape, cfg.window, cfg.stride)
+    img = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(method.device)
+    n = min(grid.count, getattr(method, "effective_batch_size", cfg.batch_size))
+    with torch.inference_mode():
+        run_batches(window_view(img, grid), torch.arange(n, device=method.device), method.score_windows, n)

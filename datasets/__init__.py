@@ -1,0 +1,1 @@
+"""Dataset cards and split definitions (the top-level `datasets/` folder of the repository)."""

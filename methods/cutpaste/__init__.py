@@ -1,0 +1,1 @@
+"""cutpaste (work in progress)."""

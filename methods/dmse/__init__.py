@@ -1,0 +1,1 @@
+"""dmse (work in progress)."""

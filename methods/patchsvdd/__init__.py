@@ -1,0 +1,1 @@
+"""patchsvdd (work in progress)."""

@@ -1,0 +1,1 @@
+"""picard (work in progress)."""
