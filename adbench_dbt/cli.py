@@ -1,0 +1,131 @@
+"""The `adbench` command line."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from adbench_dbt.config import ConfigError, parse_overrides
+
+app = typer.Typer(help="Benchmark unsupervised anomaly localization on digital breast tomosynthesis (BCS-DBT).",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+console = Console()
+
+
+def _mount_data_commands() -> None:
+    from adbench_dbt.data.cli import data_app
+
+    app.add_typer(data_app, name="data", help="Generate the phantom, prepare and cache BCS-DBT slices.")
+
+
+_mount_data_commands()
+
+
+def _fail(message: str) -> None:
+    Console(stderr=True).print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def run(
+    method: str = typer.Option(..., "--method", "-m", help="registered method name (see `adbench methods`)"),
+    dataset: str = typer.Option("phantom", help="'phantom' (embedded demo), 'phantom:tiny|demo|full', or a BCS-DBT root"),
+    profile: str = typer.Option("demo", help="named profile: paper | demo | smoke"),
+    set_: list[str] = typer.Option([], "--set", help="override a config field: key=value (repeatable)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    checkpoint: Optional[Path] = typer.Option(None, help="saved model dir, or a dir of official gen_*.pt/dis_*.pt"),
+    out: Path = typer.Option(Path("runs"), help="runs directory (a run resumes when started again)"),
+    split: str = typer.Option("test", help="split to score"),
+    cache: Optional[Path] = typer.Option(None, help="cache dir (default $ADBENCH_CACHE or ~/.cache/adbench_dbt)"),
+    breast_only: bool = typer.Option(False, help="AUROC/AP over breast pixels only (default: whole slice, PICARD)"),
+    leaderboard: Optional[Path] = typer.Option(None, help="also merge the rows into this leaderboards dir"),
+    overlays: bool = typer.Option(True, help="write a PNG overlay per slice"),
+) -> None:
+    """Fit (or load) a method, score every test slice, write heatmaps, metrics, overlays and a summary."""
+    from adbench_dbt import distributed
+    from adbench_dbt.leaderboard import merge, print_table, rows_from_summary
+    from adbench_dbt.runner import RunSpec, run as run_benchmark
+
+    try:
+        spec = RunSpec(method=method, dataset=dataset, profile=profile, overrides=parse_overrides(set_),
+                       split=split, device=device, checkpoint=str(checkpoint) if checkpoint else None, out=str(out),
+                       cache=str(cache) if cache else None, breast_only=breast_only, overlays=overlays)
+        summary = run_benchmark(spec)
+    except (ConfigError, KeyError, FileNotFoundError, ValueError) as err:
+        _fail(str(err).strip("'\""))
+        return
+    if distributed.rank() != 0:
+        return
+    import pandas as pd
+
+    table = pd.DataFrame(rows_from_summary(summary))
+    if leaderboard is not None:
+        merge(leaderboard, summary["dataset"], [summary])
+    print_table(table, f"{summary['dataset']} · {summary['slices']} slices · {summary['run_dir']}", console)
+
+
+@app.command()
+def methods() -> None:
+    """List the registered methods: name, paper, score variants, profiles."""
+    from adbench_dbt.registry import available_methods
+
+    table = Table(title="registered methods")
+    for column in ("name", "paper", "variants", "profiles"):
+        table.add_column(column, overflow="fold")
+    for name, cls in available_methods().items():
+        table.add_row(name, cls.paper, ", ".join(cls.variants), ", ".join(cls.profiles()))
+    console.print(table)
+
+
+@app.command("leaderboard")
+def leaderboard_cmd(
+    runs: Path = typer.Option(Path("runs"), help="directory searched for run summaries"),
+    out: Path = typer.Option(Path("leaderboards"), help="where <dataset>.csv and .md are written"),
+    dataset: Optional[str] = typer.Option(None, help="only this dataset tag"),
+) -> None:
+    """Merge run summaries into leaderboards/<dataset>.csv and .md and print them."""
+    from adbench_dbt.leaderboard import collect_summaries, merge, print_table
+
+    found = collect_summaries(runs)
+    if dataset:
+        found = {k: v for k, v in found.items() if k == dataset}
+    if not found:
+        _fail(f"no run summaries (summary.json) found under {runs}")
+    for tag, summaries in found.items():
+        table = merge(out, tag, summaries)
+        print_table(table, f"{tag} ({out / (tag + '.csv')})", console)
+
+
+@app.command()
+def bench(
+    method: str = typer.Option("engine", help="method to time, or 'engine' for the harness overhead alone"),
+    profile: str = typer.Option("paper", help="method profile"),
+    preset: str = typer.Option("full", help="phantom preset whose first test slice is timed"),
+    set_: list[str] = typer.Option([], "--set", help="config override key=value (repeatable)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    repeats: int = typer.Option(3, min=1, help="timed repetitions (median reported)"),
+    out: Path = typer.Option(Path("leaderboards/bench.csv"), help="benchmark table to merge the row into"),
+    cache: Optional[Path] = typer.Option(None, help="cache dir"),
+) -> None:
+    """Time one method (random weights) on one phantom slice: s/slice, ms/patch, windows/s."""
+    from adbench_dbt.bench import bench_row, build_for_bench, merge_bench, time_slice
+    from adbench_dbt.datasets_resolve import open_dataset
+    from adbench_dbt.timing import resolve_device
+
+    try:
+        data = open_dataset(f"phantom:{preset}", cache=cache)
+        dev = resolve_device(device)
+        model = build_for_bench(method, profile, parse_overrides(set_), dev, data.dataset.split("train"))
+        row = bench_row(method, profile, model, time_slice(model, data.dataset.split("test")[0], repeats))
+    except (ConfigError, KeyError, ValueError) as err:
+        _fail(str(err))
+        return
+    table = merge_bench(out, [row])
+    console.print(table.tail(1).T.to_string(header=False))
+
+
+if __name__ == "__main__":
+    app()
