@@ -44,8 +44,19 @@ def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {pair!r}: expected key=value")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        out[key.strip()] = _scalar(value)
     return out
+
+
+def _scalar(text: str) -> Any:
+    """YAML scalar, except that '1e-4' (a string to YAML 1.1) is read as the float everyone means."""
+    value = yaml.safe_load(text) if text.strip() else ""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def load_profiles(path: Path) -> dict[str, dict[str, Any]]:
