@@ -194,7 +194,8 @@ def score_slice(method: "WindowMethod", image: np.ndarray, breast: np.ndarray) -
         scores, method.effective_batch_size = run_batches(
             windows, indices, method.score_windows, getattr(method, "effective_batch_size", cfg.batch_size))
         for name, values in scores.items():
-            full = values.new_full((grid.count, *values.shape[1:]), float(values.min()))
+            full = values.new_empty((grid.count, *values.shape[1:]))
+            full.fill_(values.min())  # a 0-dim device tensor: no host round trip
             full[indices] = values
             grid_scores = full.reshape(grid.n_rows, grid.n_cols, *values.shape[1:])
             heatmaps[name] = assemble(grid_scores, grid, cfg.assembly).cpu().numpy().astype(np.float32)

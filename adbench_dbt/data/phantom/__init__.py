@@ -1,0 +1,1 @@
+"""Synthetic DBT phantom written in the BCS-DBT layout."""
