@@ -2,6 +2,7 @@
 or the path of a BCS-DBT download. Both go through the same BCS-DBT reader."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ class OpenedDataset:
 
 
 def open_dataset(spec: str, cache: str | Path | None = None) -> OpenedDataset:
+    """Resolve `spec`, make sure every split slice is decoded into the cache (no work when it already is), open it."""
     from adbench_dbt.data.dataset import BCSDBT
+    from adbench_dbt.data.prepare import prepare
 
     if spec == "phantom" or spec.startswith("phantom:"):
         from adbench_dbt.data.phantom import ensure_phantom
@@ -30,5 +33,6 @@ def open_dataset(spec: str, cache: str | Path | None = None) -> OpenedDataset:
             raise FileNotFoundError(f"--dataset {spec}: not a directory (expected a BCS-DBT download root or "
                                     f"'phantom' / 'phantom:tiny|demo|full')")
         tag = "bcs-dbt"
+    prepare(root, cache, workers=min(4, os.cpu_count() or 1))
     dataset = BCSDBT(root, cache=cache)
     return OpenedDataset(tag=tag, root=root, dataset=dataset, fingerprint=dataset.fingerprint)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from adbench_dbt import runner
 from adbench_dbt.cli import app
 from adbench_dbt.leaderboard import collect_summaries, merge
-from adbench_dbt.runner import RunError, RunSpec, run
+from adbench_dbt.runner import RunSpec, run
 
 
 def _spec(tmp_path, cache_root, **kw):
