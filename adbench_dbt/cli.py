@@ -39,7 +39,7 @@ def run(
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     checkpoint: Optional[Path] = typer.Option(None, help="saved model dir, or a dir of official gen_*.pt/dis_*.pt"),
     out: Path = typer.Option(Path("runs"), help="runs directory (a run resumes when started again)"),
-    split: str = typer.Option("test", help="split to score"),
+    split: Optional[str] = typer.Option(None, help="split to score (default: the dataset's test split)"),
     cache: Optional[Path] = typer.Option(None, help="cache dir (default $ADBENCH_CACHE or ~/.cache/adbench_dbt)"),
     breast_only: bool = typer.Option(False, help="AUROC/AP over breast pixels only (default: whole slice, PICARD)"),
     leaderboard: Optional[Path] = typer.Option(None, help="also merge the rows into this leaderboards dir"),

@@ -39,7 +39,7 @@ class RunSpec:
     dataset: str = "phantom"
     profile: str = "demo"
     overrides: dict[str, Any] = field(default_factory=dict)
-    split: str = "test"
+    split: str | None = None  # None: the dataset's test split (the documented fallback when test boxes are absent)
     device: str = "auto"
     checkpoint: str | None = None
     out: str = "runs"
@@ -65,18 +65,19 @@ def run(spec: RunSpec) -> dict[str, Any]:
     method_cls = get_method(spec.method)
     config = build_config(method_cls.Config, method_cls.name, method_cls.profiles(), spec.profile, spec.overrides)
     data = open_dataset(spec.dataset, cache=spec.cache)
-    run_key = stable_hash([config.model_dump(mode="json"), data.fingerprint, spec.split, spec.checkpoint,
+    split = spec.split or data.dataset.test_split
+    run_key = stable_hash([config.model_dump(mode="json"), data.fingerprint, split, spec.checkpoint,
                            spec.breast_only])
     run_dir = Path(spec.out) / data.tag / f"{spec.method}-{spec.profile}-{run_key}"
-    record = _run_record(spec, config.model_dump(mode="json"), data, device)
+    record = _run_record(spec, split, config.model_dump(mode="json"), data, device)
     if distributed.rank() == 0:
         _check_or_write_record(run_dir, record)
     distributed.barrier()
 
     method = _obtain_model(spec, method_cls, config, data, run_dir, device)
-    test = data.dataset.split(spec.split)
+    test = data.dataset.split(split)
     if not test:
-        raise RunError(f"dataset {data.tag!r} ({data.root}) has no slices in split {spec.split!r}")
+        raise RunError(f"dataset {data.tag!r} ({data.root}) has no slices in split {split!r}")
     mine = test[distributed.rank()::distributed.world_size()]
     _score_slices(method, mine, run_dir, spec)
     distributed.barrier()
@@ -85,10 +86,11 @@ def run(spec: RunSpec) -> dict[str, Any]:
     return summary
 
 
-def _run_record(spec: RunSpec, config: dict, data: OpenedDataset, device: torch.device) -> dict[str, Any]:
+def _run_record(spec: RunSpec, split: str, config: dict, data: OpenedDataset,
+                device: torch.device) -> dict[str, Any]:
     return {"method": spec.method, "profile": spec.profile, "overrides": spec.overrides, "config": config,
             "seed": config.get("seed", 0), "dataset": data.tag, "dataset_root": str(data.root),
-            "fingerprint": data.fingerprint, "split": spec.split, "checkpoint": spec.checkpoint,
+            "fingerprint": data.fingerprint, "split": split, "checkpoint": spec.checkpoint,
             "breast_only": spec.breast_only, "device": device_name(device),
             "precision": config.get("precision", "fp32"), "batch_size": config.get("batch_size"),
             "environment": environment(), "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}

@@ -1,0 +1,286 @@
+"""The standardized BCS-DBT split: which slices form train / validation / test, written as a canonical manifest.
+
+Rules (datasets/README.md): train and validation = k seeded random slices from each *normal* volume of their
+split; test = every slice of the test split carrying a cancer box (boxes of one slice merged into one record);
+`test-benign` and `test-fallback` (train cancer slices, the documented fallback when test boxes are withheld) are
+options. Everything is decided from tables and DICOM headers, no pixel decoding, so the manifest and its
+fingerprint are cheap and identical on every machine.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from adbench_dbt.data.cache import READER_VERSION
+from adbench_dbt.data.dicom import VolumeHeader, read_header
+from adbench_dbt.data.errors import DataError
+from adbench_dbt.data.layout import SPLITS
+from adbench_dbt.data.orientation import mirror_boxes
+from adbench_dbt.data.slices import Box
+from adbench_dbt.data.tables import (SplitTables, load_split_tables, normal_keys, resolve_volume_path,
+                                     view_problem, volume_key)
+
+MANIFEST_FORMAT = 1
+# The top-level datasets/ folder installs as adbench_dbt.datasets (pyproject package-dir).
+DEFAULT_DEFINITION = Path(str(files("adbench_dbt.datasets") / "bcs-dbt.yaml"))
+Key = tuple[str, str, str]  # (PatientID, StudyUID, View)
+
+
+class SplitDefinition(BaseModel):
+    """The split rules as data (datasets/bcs-dbt.yaml merged with the chosen protocol and overrides)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "bcs-dbt"
+    protocol: str = "picard"
+    seed: int = 0
+    slices_per_volume: int = Field(1, ge=1)
+    eligible_frames: tuple[float, float] = (0.25, 0.75)
+    edge_exclusion_px: int = Field(0, ge=0)
+    train_volumes: int | None = Field(None, ge=1)
+    test_benign: bool = False
+    test_fallback: Literal["auto", "always"] = "auto"
+    exclude_volumes: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _eligible_range(self) -> "SplitDefinition":
+        low, high = self.eligible_frames
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError(f"eligible_frames must satisfy 0 <= low < high <= 1, got {self.eligible_frames}")
+        return self
+
+
+def load_definition(path: str | Path | None = None, **options: Any) -> SplitDefinition:
+    """Read the split definition file, apply its protocol (or `options['protocol']`), then `options`."""
+    path = Path(path) if path is not None else DEFAULT_DEFINITION
+    if not path.is_file():
+        raise DataError(f"{path}: split definition not found")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a mapping of split settings")
+    protocols = data.pop("protocols", {}) or {}
+    protocol = options.pop("protocol", data.get("protocol", "picard"))
+    if protocols and protocol not in protocols:
+        raise DataError(f"{path}: unknown protocol {protocol!r}; defined: {', '.join(sorted(protocols))}")
+    merged = {**data, **(protocols.get(protocol) or {}), **options, "protocol": protocol}
+    try:
+        return SplitDefinition(**merged)
+    except ValidationError as exc:
+        raise DataError(f"{path}: invalid split definition: {exc}") from exc
+
+
+@dataclass
+class _Volume:
+    """One volume some split needs, with its resolved file and header (or the reason it is unusable)."""
+
+    source_split: str
+    key: Key
+    descriptive: str
+    classic: str
+    source: str = ""
+    header: VolumeHeader | None = None
+    problem: str = ""
+
+
+@dataclass
+class _Builder:
+    root: Path
+    definition: SplitDefinition
+    strict: bool
+    header_reader: Callable[[Path], VolumeHeader]
+    tables: dict[str, SplitTables] = field(default_factory=dict)
+    path_index: dict[str, dict[Key, tuple[str, str]]] = field(default_factory=dict)
+    volumes: dict[tuple[str, Key], _Volume] = field(default_factory=dict)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def skip(self, split: str, key: Key, file: str, reason: str) -> None:
+        if self.strict:
+            raise DataError(reason if file in reason else f"{file}: {reason}")
+        # The manifest must not depend on where the download lives: absolute paths become <root>.
+        reason = reason.replace(str(self.root), "<root>")
+        self.skipped.append({"split": split, "volume": volume_key(*key), "file": file, "reason": reason})
+
+    def volume(self, split: str, source_split: str, key: Key) -> _Volume | None:
+        """The volume's header, read once; None (and a skip record) when it cannot be used."""
+        if (source_split, key) not in self.volumes:
+            self.volumes[(source_split, key)] = self._open(source_split, key)
+        volume = self.volumes[(source_split, key)]
+        if volume.problem:
+            self.skip(split, key, volume.source or self.tables[source_split].files["paths"], volume.problem)
+            return None
+        return volume
+
+    def _open(self, source_split: str, key: Key) -> _Volume:
+        if source_split not in self.path_index:
+            paths = self.tables[source_split].paths
+            self.path_index[source_split] = {
+                (r.PatientID, r.StudyUID, r.View): (r.descriptive_path, r.classic_path)
+                for r in paths.iloc[::-1].itertuples(index=False)}  # reversed: the first row of a key wins
+        if key not in self.path_index[source_split]:
+            return _Volume(source_split, key, "", "",
+                           problem=f"volume {volume_key(*key)} is not in the file-paths table")
+        volume = _Volume(source_split, key, *self.path_index[source_split][key])
+        if (problem := view_problem(key[2])) is not None:
+            volume.problem = problem
+            return volume
+        try:
+            volume.source = resolve_volume_path(self.root, volume.descriptive, volume.classic)
+            volume.header = self.header_reader(self.root / volume.source)
+        except DataError as exc:
+            volume.problem = str(exc)
+        return volume
+
+
+def build_manifest(root: str | Path, definition: SplitDefinition, *, strict: bool = False,
+                   header_reader: Callable[[Path], VolumeHeader] = read_header) -> dict[str, Any]:
+    """The canonical manifest of every split. Unusable volumes are skipped and listed (or raise when strict)."""
+    root = Path(root)
+    builder = _Builder(root, definition, strict, header_reader)
+    builder.tables = {split: load_split_tables(root, split) for split in SPLITS}
+    excluded = set(definition.exclude_volumes)
+
+    splits: dict[str, list[dict[str, Any]]] = {}
+    splits["train"] = _normal_slices(builder, "train", excluded, definition.train_volumes)
+    splits["validation"] = _normal_slices(builder, "validation", excluded, None)
+    test_boxes = _boxes_by_slice(builder.tables["test"], "cancer", excluded)
+    if test_boxes:
+        splits["test"] = _box_slices(builder, "test", "test", test_boxes)
+    if definition.test_benign:
+        splits["test-benign"] = _box_slices(builder, "test-benign", "test",
+                                            _boxes_by_slice(builder.tables["test"], "benign", excluded))
+    if not test_boxes or definition.test_fallback == "always":
+        splits["test-fallback"] = _box_slices(builder, "test-fallback", "train",
+                                              _boxes_by_slice(builder.tables["train"], "cancer", excluded))
+
+    used = {entry["volume"] for entries in splits.values() for entry in entries}
+    volumes = {}
+    for volume in builder.volumes.values():
+        name = volume_key(*volume.key)
+        if name in used and volume.header is not None:
+            volumes[name] = _volume_record(root, volume)
+    return {
+        "format": MANIFEST_FORMAT,
+        "reader_version": READER_VERSION,
+        "dataset": definition.name,
+        "options": definition.model_dump(mode="json"),
+        "tables": {split: dict(sorted(builder.tables[split].files.items())) for split in SPLITS},
+        "test_split": "test" if test_boxes else "test-fallback",
+        "volumes": dict(sorted(volumes.items())),
+        "splits": {name: sorted(entries, key=lambda e: e["id"]) for name, entries in sorted(splits.items())},
+        "skipped": sorted(builder.skipped, key=lambda s: (s["split"], s["volume"])),
+    }
+
+
+def manifest_fingerprint(manifest: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON (sorted keys, no whitespace): equal manifests, equal fingerprints."""
+    canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def slice_id(volume: str, frame: int) -> str:
+    return f"{volume}_f{frame:03d}"
+
+
+def eligible_frame_range(n_frames: int, eligible: tuple[float, float]) -> range:
+    """Frames a normal slice may be drawn from; never empty."""
+    low = int(np.floor(eligible[0] * n_frames))
+    high = max(low + 1, int(np.ceil(eligible[1] * n_frames)))
+    return range(low, min(high, n_frames))
+
+
+def draw_frames(key: str, n_frames: int, definition: SplitDefinition) -> list[int]:
+    """k distinct frames of one volume; seeded by (seed, volume key) so volumes never influence each other."""
+    frames = eligible_frame_range(n_frames, definition.eligible_frames)
+    rng = np.random.default_rng([definition.seed, int.from_bytes(hashlib.sha256(key.encode()).digest()[:8])])
+    k = min(definition.slices_per_volume, len(frames))
+    return sorted(int(frames[i]) for i in rng.choice(len(frames), size=k, replace=False))
+
+
+def _normal_slices(builder: _Builder, split: str, excluded: set[str], limit: int | None) -> list[dict[str, Any]]:
+    keys = sorted(k for k in normal_keys(builder.tables[split]) if volume_key(*k) not in excluded)
+    if limit is not None and limit < len(keys):
+        rng = np.random.default_rng(builder.definition.seed)
+        keys = [keys[i] for i in sorted(rng.choice(len(keys), size=limit, replace=False))]
+    entries = []
+    for key in keys:
+        volume = builder.volume(split, split, key)
+        if volume is None:
+            continue
+        name = volume_key(*key)
+        entries += [{"id": slice_id(name, frame), "volume": name, "frame": frame, "boxes": []}
+                    for frame in draw_frames(name, volume.header.n_frames, builder.definition)]
+    return entries
+
+
+def _boxes_by_slice(tables: SplitTables, box_class: str, excluded: set[str]) -> dict[Key, dict[int, list[Box]]]:
+    """{volume: {frame: [boxes]}} of one class; empty when the split has no boxes table."""
+    out: dict[Key, dict[int, list[Box]]] = defaultdict(lambda: defaultdict(list))
+    if tables.boxes is None:
+        return {}
+    rows = tables.boxes[tables.boxes["Class"] == box_class]
+    for row in rows.itertuples(index=False):
+        key = (row.PatientID, row.StudyUID, row.View)
+        if volume_key(*key) not in excluded:
+            out[key][int(row.Slice)].append((int(row.X), int(row.Y), int(row.Width), int(row.Height)))
+    return {key: dict(frames) for key, frames in out.items()}
+
+
+def _box_slices(builder: _Builder, split: str, source_split: str,
+                boxes: dict[Key, dict[int, list[Box]]]) -> list[dict[str, Any]]:
+    table = builder.tables[source_split].files.get("boxes", "boxes table")
+    margin = builder.definition.edge_exclusion_px
+    entries = []
+    for key in sorted(boxes):
+        volume = builder.volume(split, source_split, key)
+        if volume is None:
+            continue
+        header, name = volume.header, volume_key(*key)
+        problem = _box_problem(boxes[key], header)
+        if problem:
+            builder.skip(split, key, table, f"volume {name} ({volume.source}): {problem}")
+            continue
+        for frame, frame_boxes in sorted(boxes[key].items()):
+            kept = sorted(set(b for b in frame_boxes if _clear_of_edges(b, header.shape, margin)))
+            if not kept:
+                continue
+            if key[2].startswith("r"):
+                kept = sorted(mirror_boxes(kept, header.cols))
+            entries.append({"id": slice_id(name, frame), "volume": name, "frame": frame,
+                            "boxes": [list(b) for b in kept]})
+    return entries
+
+
+def _box_problem(frames: dict[int, list[Box]], header: VolumeHeader) -> str:
+    for frame, frame_boxes in frames.items():
+        if not 0 <= frame < header.n_frames:
+            return f"box Slice {frame} is beyond the volume's {header.n_frames} frames"
+        for x, y, w, h in frame_boxes:
+            if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > header.cols or y + h > header.rows:
+                return (f"box (X={x}, Y={y}, Width={w}, Height={h}) on Slice {frame} lies outside the "
+                        f"{header.rows} x {header.cols} image")
+    return ""
+
+
+def _clear_of_edges(box: Box, shape: tuple[int, int], margin: int) -> bool:
+    """Swiecicki et al. drop lesions within `margin` px of the image border (margin 0 keeps every box)."""
+    x, y, w, h = box
+    return x >= margin and y >= margin and x + w <= shape[1] - margin and y + h <= shape[0] - margin
+
+
+def _volume_record(root: Path, volume: _Volume) -> dict[str, Any]:
+    header = volume.header
+    patient, study, view = volume.key
+    return {"patient": patient, "study": study, "view": view, "source": volume.source,
+            "file_size": (root / volume.source).stat().st_size, "sop_instance_uid": header.sop_instance_uid,
+            "shape": [header.rows, header.cols], "n_frames": header.n_frames,
+            "window": [header.window_center, header.window_width]}
+
