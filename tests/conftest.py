@@ -12,14 +12,8 @@ def cache_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_root(cache_root) -> Path:
-    from adbench_dbt.data.phantom import ensure_phantom
+def tiny_dataset(cache_root):
+    """The tiny phantom, generated, prepared and opened exactly as `adbench run --dataset phantom:tiny` does."""
+    from adbench_dbt.datasets_resolve import open_dataset
 
-    return ensure_phantom(preset="tiny", seed=0, root=cache_root)
-
-
-@pytest.fixture(scope="session")
-def tiny_dataset(tiny_root, cache_root):
-    from adbench_dbt.data.dataset import BCSDBT
-
-    return BCSDBT(tiny_root, cache=cache_root)
+    return open_dataset("phantom:tiny", cache=cache_root).dataset
