@@ -170,36 +170,74 @@ def _rect_sum(height: int, width: int, tops: torch.Tensor, lefts: torch.Tensor, 
     return diff.cumsum(0).cumsum(1)[:height, :width]
 
 
-def score_slice(method: "WindowMethod", image: np.ndarray, breast: np.ndarray) -> dict:
-    """Score every window of one slice with `method.score_windows` and assemble each variant's heatmap.
+@dataclass(frozen=True)
+class GridOutputs:
+    """Unassembled outputs of the scored windows; `indices` are raster positions in `grid` (row = i // n_cols)."""
 
-    Returns {variant: float32 H x W numpy heatmap, '__windows__': windows scored}. Skipped background
-    windows (when `skip_background`) get the lowest score of the slice.
+    grid: WindowGrid
+    indices: torch.Tensor
+    outputs: dict[str, torch.Tensor]
+    batch_size: int  # the batch size that fitted in memory
+
+    @property
+    def rows(self) -> torch.Tensor:
+        return self.indices // self.grid.n_cols
+
+    @property
+    def cols(self) -> torch.Tensor:
+        return self.indices % self.grid.n_cols
+
+
+def run_on_grid(scorer: WindowScorer, image: np.ndarray, breast: np.ndarray, window: int, stride: int,
+                batch_size: int, device: torch.device, tissue_only: bool, limit: int | None = None,
+                rng: np.random.Generator | None = None) -> GridOutputs:
+    """Run `scorer` over the window grid of one slice (batched, OOM-safe) and return its outputs unassembled.
+
+    Scoring uses it through `score_slice`; methods that fit statistics on training windows (a density, a
+    nearest-neighbour bank) use it directly. `tissue_only` keeps windows with at least one breast pixel;
+    `limit` keeps a random subset of that many.
     """
-    cfg = method.config
-    device = method.device
-    height, width = image.shape
-    grid = WindowGrid(height, width, cfg.window, cfg.stride)
-    img = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device, non_blocking=True)
-    windows = window_view(img, grid)
-    if cfg.skip_background:
-        keep = tissue_windows(torch.from_numpy(np.ascontiguousarray(breast)).to(device), grid).reshape(-1)
+    grid = WindowGrid(*image.shape, window, stride)
+    img = torch.tensor(image, dtype=torch.float32, device=device)  # a copy: cached slices are read-only memmaps
+    if tissue_only:
+        keep = tissue_windows(torch.tensor(breast, dtype=torch.bool, device=device), grid).reshape(-1)
         indices = keep.nonzero().squeeze(1)
     else:
         indices = torch.arange(grid.count, device=device)
-    heatmaps: dict = {"__windows__": int(len(indices))}
+    if limit is not None and len(indices) > limit:
+        rng = rng if rng is not None else np.random.default_rng(0)
+        chosen = np.sort(rng.choice(len(indices), size=limit, replace=False))
+        indices = indices[torch.from_numpy(chosen).to(device)]
     if len(indices) == 0:
-        return heatmaps | {v: np.zeros(image.shape, np.float32) for v in method.variants}
+        return GridOutputs(grid, indices, {}, batch_size)
     with torch.inference_mode():
-        scores, method.effective_batch_size = run_batches(
-            windows, indices, method.score_windows, getattr(method, "effective_batch_size", cfg.batch_size))
-        for name, values in scores.items():
-            full = values.new_empty((grid.count, *values.shape[1:]))
-            full.fill_(values.min())  # a 0-dim device tensor: no host round trip
-            full[indices] = values
-            grid_scores = full.reshape(grid.n_rows, grid.n_cols, *values.shape[1:])
-            heatmaps[name] = assemble(grid_scores, grid, cfg.assembly).cpu().numpy().astype(np.float32)
-    return heatmaps
+        outputs, batch_size = run_batches(window_view(img, grid), indices, scorer, batch_size)
+    return GridOutputs(grid, indices, outputs, batch_size)
+
+
+def assemble_outputs(out: GridOutputs, values: torch.Tensor, mode: AssemblyMode) -> np.ndarray:
+    """Heatmap (float32 numpy, H x W) of one output; windows that were not scored get the slice's lowest score."""
+    full = values.new_empty((out.grid.count, *values.shape[1:]))
+    full.fill_(values.min())  # a 0-dim device tensor: no host round trip
+    full[out.indices] = values
+    grid_scores = full.reshape(out.grid.n_rows, out.grid.n_cols, *values.shape[1:])
+    with torch.inference_mode():
+        return assemble(grid_scores, out.grid, mode).cpu().numpy().astype(np.float32)
+
+
+def score_slice(method: "WindowMethod", image: np.ndarray, breast: np.ndarray) -> dict:
+    """Score every window of one slice with `method.score_windows` and assemble each variant's heatmap.
+
+    Returns {variant: float32 H x W numpy heatmap, '__windows__': windows scored}.
+    """
+    cfg = method.config
+    out = run_on_grid(method.score_windows, image, breast, cfg.window, cfg.stride,
+                      getattr(method, "effective_batch_size", cfg.batch_size), method.device, cfg.skip_background)
+    method.effective_batch_size = out.batch_size
+    if not out.outputs:
+        return {"__windows__": 0} | {v: np.zeros(image.shape, np.float32) for v in method.variants}
+    return {"__windows__": int(len(out.indices))} | {
+        name: assemble_outputs(out, values, cfg.assembly) for name, values in out.outputs.items()}
 
 
 def warmup_windows(method: "WindowMethod", image: np.ndarray) -> None:

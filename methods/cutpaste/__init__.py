@@ -1,1 +1,4 @@
-"""cutpaste (work in progress)."""
+"""CutPaste 3-way with a Gaussian density on window embeddings (PICARD's DBT adaptation)."""
+from .method import CutPaste, CutPasteConfig
+
+__all__ = ["CutPaste", "CutPasteConfig"]

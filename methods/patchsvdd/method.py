@@ -1,0 +1,196 @@
+"""Patch SVDD (Yi & Yoon 2020) on DBT windows: hierarchical encoder, nearest-neighbour distance to a training bank.
+
+The window of the engine is the top patch size K (256 in PICARD's setting); its four K/2 quadrants are embedded by
+the inner encoder in the same forward pass, which gives the second scale for free. Each scale is scored by the
+distance to its nearest training embedding; the two maps are combined by sum and by product (the reported one).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field, field_validator
+
+from adbench_dbt.config import AssemblyMode, WindowConfig
+from adbench_dbt.data.slices import Slice
+from adbench_dbt.method import Heatmaps, WindowMethod
+from adbench_dbt.nn.nearest_neighbor import DEFAULT_MAX_ELEMENTS, NearestNeighborIndex
+from adbench_dbt.windows import GridOutputs, run_on_grid
+from adbench_dbt.registry import register_method
+from adbench_dbt.sampling import sample_tissue_crops
+
+from .networks import HierarchicalEncoder, PositionClassifier
+from .pairs import jitter_pairs, position_pairs
+
+log = logging.getLogger(__name__)
+SCALES = ("coarse", "fine")  # K and K/2
+
+
+class PatchSVDDConfig(WindowConfig):
+    assembly: AssemblyMode = "averaged"
+    dim: int = Field(64, ge=1, description="embedding dimension D")
+    svdd_weight: float = Field(1e-3, ge=0, description="lambda on the SVDD' terms")
+    lr: float = Field(1e-4, gt=0)
+    epochs: int = Field(300, ge=0)
+    pairs_per_slice: int = Field(100, ge=1, description="training pairs drawn per training slice and epoch")
+    batch_pairs: int = Field(64, ge=1, description="pairs per step (each: position + SVDD' pair at both scales)")
+    bank_stride: int | None = Field(None, ge=1, description="stride of the training-window bank (None = stride)")
+    nn_max_elements: int = Field(DEFAULT_MAX_ELEMENTS, ge=1, description="distances per nearest-neighbour chunk")
+
+    @field_validator("window")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if value < 64 or value & (value - 1):
+            raise ValueError(f"patchsvdd window must be a power of two >= 64 (hierarchical encoder), got {value}")
+        return value
+
+
+@register_method
+class PatchSVDD(WindowMethod):
+    name = "patchsvdd"
+    paper = "Yi & Yoon, Patch SVDD, ACCV 2020; DBT adaptation of Konz et al., PICARD, MedIA 2023"
+    variants = ("product", "sum", "coarse", "fine")
+    Config: ClassVar[type[PatchSVDDConfig]] = PatchSVDDConfig
+
+    def __init__(self, config: PatchSVDDConfig | None = None, device: str | torch.device = "cpu") -> None:
+        super().__init__(config, device)
+        cfg = self.config
+        self.encoder = HierarchicalEncoder(cfg.window, cfg.dim).to(self.device).eval()
+        self.classifiers = torch.nn.ModuleDict({s: PositionClassifier(cfg.dim) for s in SCALES}).to(self.device)
+        self.input_mean = 0.0
+        self.banks: dict[str, NearestNeighborIndex] = {}
+        self.train_losses: list[float] = []
+
+    # ---- training ----------------------------------------------------------------------------------------
+    def fit(self, train: Sequence[Slice], val: Sequence[Slice] | None = None) -> None:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        region = self._region_size(train)
+        self.input_mean = self._estimate_mean(train, region, rng)
+        params = list(self.encoder.parameters()) + list(self.classifiers.parameters())
+        optimizer = torch.optim.Adam(params, lr=cfg.lr)
+        steps = cfg.epochs * math.ceil(len(train) * cfg.pairs_per_slice / cfg.batch_pairs)
+        self.encoder.train()
+        self.train_losses = []
+        for step in range(steps):
+            crops = sample_tissue_crops(train, cfg.batch_pairs, region, rng)[0]
+            loss = self._loss(torch.from_numpy(crops).to(self.device) - self.input_mean, gen)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            self.train_losses.append(loss.item())
+            if step % 100 == 0 or step == steps - 1:
+                log.info("patchsvdd step %d/%d loss %.4f", step + 1, steps, self.train_losses[-1])
+        self.encoder.eval()
+        self._build_banks(train)
+
+    def _loss(self, regions: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """L = lambda (SVDD'(K) + SVDD'(K/2)) + SSL(K) + SSL(K/2); the K/2 terms use the inner encoder."""
+        total = regions.new_zeros(())
+        encoders = {"coarse": self.encoder, "fine": self.encoder.inner}
+        for scale, size in zip(SCALES, (self.config.window, self.config.window // 2)):
+            p1, p2, labels = position_pairs(regions, size, gen)
+            h1, h2 = encoders[scale](torch.cat([p1, p2])).chunk(2)
+            total = total + F.cross_entropy(self.classifiers[scale](h1, h2), labels)
+            s1, s2 = jitter_pairs(regions, size, gen)
+            e1, e2 = encoders[scale](torch.cat([s1, s2])).chunk(2)
+            total = total + self.config.svdd_weight * (e1 - e2).norm(dim=1).mean()
+        return total
+
+    def _region_size(self, train: Sequence[Slice]) -> int:
+        """Square regions the pairs are cut from: room for a neighbour at distance < K, capped by the slices."""
+        if not train:
+            raise ValueError("patchsvdd: no training slices")
+        smallest = min(min(sl.shape) for sl in train)
+        if smallest < self.config.window:
+            raise ValueError(f"patchsvdd: training slices must be at least {self.config.window} px on each side, "
+                             f"smallest is {smallest}")
+        return min(2 * self.config.window, smallest)
+
+    def _estimate_mean(self, train: Sequence[Slice], region: int, rng: np.random.Generator) -> float:
+        """Mean intensity of tissue crops, subtracted from every patch (the original subtracts a training mean)."""
+        return float(sample_tissue_crops(train, 64, region, rng)[0].mean())
+
+    def prepare_untrained(self, train: Sequence[Slice]) -> None:
+        self.input_mean = self._estimate_mean(train, self._region_size(train), np.random.default_rng(self.config.seed))
+        self.encoder.eval()
+        self._build_banks(train)
+
+    # ---- memory bank -------------------------------------------------------------------------------------
+    def _embed(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
+        top, quadrants = self.encoder.forward_with_quadrants(windows - self.input_mean)
+        return {"coarse": top, "fine": quadrants}
+
+    def _build_banks(self, train: Sequence[Slice]) -> None:
+        """Embeddings of every training window (and every distinct quadrant) on the bank grid, whole slices."""
+        cfg = self.config
+        parts: dict[str, list[torch.Tensor]] = {s: [] for s in SCALES}
+        for sl in train:
+            image, breast = sl.load()
+            out = run_on_grid(self._embed, image, breast, cfg.window, cfg.bank_stride or cfg.stride,
+                              cfg.batch_size, self.device, tissue_only=False)
+            parts["coarse"].append(out.outputs["coarse"])
+            parts["fine"].append(_distinct_quadrants(out))
+        self.banks = {s: NearestNeighborIndex(torch.cat(parts[s]), cfg.nn_max_elements) for s in SCALES}
+        log.info("patchsvdd bank: %d coarse, %d fine embeddings", len(self.banks["coarse"]), len(self.banks["fine"]))
+
+    # ---- scoring -----------------------------------------------------------------------------------------
+    def score_windows(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
+        if not self.banks:
+            raise RuntimeError("patchsvdd: call fit() (or prepare_untrained / load) before scoring")
+        embedded = self._embed(windows)
+        coarse = self.banks["coarse"].query(embedded["coarse"])[0]
+        fine = self.banks["fine"].query(embedded["fine"].reshape(-1, self.config.dim))[0].view(-1, 2, 2)
+        if self.config.assembly != "averaged":  # one score per window: the mean over its quadrants
+            fine = fine.mean((1, 2))
+        return {"coarse": coarse, "fine": fine}
+
+    def score_map(self, sl: Slice) -> Heatmaps:
+        maps = super().score_map(sl)
+        maps["sum"] = maps["coarse"] + maps["fine"]
+        maps["product"] = maps["coarse"] * maps["fine"]
+        return {v: maps[v] for v in self.variants}
+
+    # ---- persistence -------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
+        state |= {f"classifiers.{k}": v for k, v in self.classifiers.state_dict().items()}
+        state |= {f"bank.{s}": index.bank for s, index in self.banks.items()}
+        state["input_mean"] = self.input_mean
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        known = ("encoder.", "classifiers.", "bank.", "input_mean")
+        unknown = sorted(k for k in state if not k.startswith(known))
+        if unknown:
+            raise ValueError(f"patchsvdd: unexpected state keys {unknown}")
+        self.encoder.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("encoder.")})
+        self.classifiers.load_state_dict({k[12:]: v for k, v in state.items() if k.startswith("classifiers.")})
+        self.encoder.eval()
+        self.input_mean = float(state.get("input_mean", 0.0))
+        banks = {k[5:]: v for k, v in state.items() if k.startswith("bank.")}
+        if banks and set(banks) != set(SCALES):
+            raise ValueError(f"patchsvdd: state has banks {sorted(banks)}, expected {list(SCALES)}")
+        self.banks = {s: NearestNeighborIndex(b.to(self.device), self.config.nn_max_elements)
+                      for s, b in banks.items()}
+
+
+def _distinct_quadrants(out: GridOutputs) -> torch.Tensor:
+    """Quadrant embeddings of overlapping windows repeat (same pixels); keep one per quadrant position."""
+    quadrants = out.outputs["fine"]  # N x 2 x 2 x D
+    half = out.grid.window // 2
+    step = torch.arange(2, device=quadrants.device) * half
+    stride = out.grid.stride
+    tops = (out.rows * stride)[:, None, None] + step[None, :, None]
+    lefts = (out.cols * stride)[:, None, None] + step[None, None, :]
+    key = (tops * out.grid.width + lefts).expand(-1, 2, 2).reshape(-1)
+    unique, inverse = torch.unique(key, return_inverse=True)
+    first = torch.full((len(unique),), len(key), device=key.device).scatter_reduce(
+        0, inverse, torch.arange(len(key), device=key.device), reduce="amin")
+    return quadrants.reshape(-1, quadrants.shape[-1])[first]
