@@ -1,7 +1,6 @@
 """CutPaste 3-way (Li et al. 2021) as adapted to DBT by PICARD: windows from tissue, Gaussian density on embeddings."""
 from __future__ import annotations
 
-import logging
 from typing import Any, ClassVar, Literal, Sequence
 
 import numpy as np
@@ -15,12 +14,12 @@ from adbench_dbt.method import Heatmaps, WindowMethod
 from adbench_dbt.nn.gaussian_density import GaussianDensity
 from adbench_dbt.registry import register_method
 from adbench_dbt.sampling import sample_tissue_crops
+from adbench_dbt.training import run_steps, seeded_generators
 from adbench_dbt.windows import GridOutputs, assemble_outputs, run_on_grid
 
 from .augment import color_jitter, cutpaste, cutpaste_scar
 from .networks import CutPasteNet
 
-log = logging.getLogger(__name__)
 
 
 class CutPasteConfig(WindowConfig):
@@ -54,9 +53,7 @@ class CutPaste(WindowMethod):
     # ---- training ----------------------------------------------------------------------------------------
     def fit(self, train: Sequence[Slice], val: Sequence[Slice] | None = None) -> None:
         cfg = self.config
-        torch.manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
-        gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        rng, gen = seeded_generators(cfg.seed, self.device)
         if cfg.pretrained_path:
             self.net.load_pretrained_encoder(cfg.pretrained_path)
         optimizer = torch.optim.SGD(self.net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
@@ -64,17 +61,9 @@ class CutPaste(WindowMethod):
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(cfg.steps, 1))
         labels = torch.arange(3, device=self.device).repeat_interleave(cfg.batch_originals)
         self.net.train()
-        self.train_losses = []
-        for step in range(cfg.steps):
-            batch = self._training_batch(train, rng, gen)
-            loss = F.cross_entropy(self.net(batch)[2], labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            self.train_losses.append(loss.item())
-            if step % 100 == 0 or step == cfg.steps - 1:
-                log.info("cutpaste step %d/%d loss %.4f", step + 1, cfg.steps, self.train_losses[-1])
+        self.train_losses = run_steps(
+            lambda _: F.cross_entropy(self.net(self._training_batch(train, rng, gen))[2], labels),
+            optimizer, cfg.steps, "cutpaste", schedule)
         self.net.eval()
         self._fit_density(train, rng)
 

@@ -22,6 +22,7 @@ from adbench_dbt.nn.nearest_neighbor import DEFAULT_MAX_ELEMENTS, NearestNeighbo
 from adbench_dbt.windows import GridOutputs, run_on_grid
 from adbench_dbt.registry import register_method
 from adbench_dbt.sampling import sample_tissue_crops
+from adbench_dbt.training import run_steps, seeded_generators
 
 from .networks import HierarchicalEncoder, PositionClassifier
 from .pairs import jitter_pairs, position_pairs
@@ -68,25 +69,19 @@ class PatchSVDD(WindowMethod):
     # ---- training ----------------------------------------------------------------------------------------
     def fit(self, train: Sequence[Slice], val: Sequence[Slice] | None = None) -> None:
         cfg = self.config
-        torch.manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
-        gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        rng, gen = seeded_generators(cfg.seed, self.device)
         region = self._region_size(train)
         self.input_mean = self._estimate_mean(train, region, rng)
         params = list(self.encoder.parameters()) + list(self.classifiers.parameters())
         optimizer = torch.optim.Adam(params, lr=cfg.lr)
         steps = cfg.epochs * math.ceil(len(train) * cfg.pairs_per_slice / cfg.batch_pairs)
         self.encoder.train()
-        self.train_losses = []
-        for step in range(steps):
+
+        def loss(_: int) -> torch.Tensor:
             crops = sample_tissue_crops(train, cfg.batch_pairs, region, rng)[0]
-            loss = self._loss(torch.from_numpy(crops).to(self.device) - self.input_mean, gen)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            self.train_losses.append(loss.item())
-            if step % 100 == 0 or step == steps - 1:
-                log.info("patchsvdd step %d/%d loss %.4f", step + 1, steps, self.train_losses[-1])
+            return self._loss(torch.from_numpy(crops).to(self.device) - self.input_mean, gen)
+
+        self.train_losses = run_steps(loss, optimizer, steps, "patchsvdd")
         self.encoder.eval()
         self._build_banks(train)
 
