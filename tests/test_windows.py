@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from adbench_dbt.config import WindowConfig
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.method import WindowMethod
-from adbench_dbt.windows import WindowGrid, assemble, run_batches, score_slice, tissue_windows, window_view
+from adbench_dbt.windows import WindowGrid, assemble, run_batches, tissue_windows, window_view
 
 
 def test_grid_follows_picard_counts():
