@@ -1,6 +1,7 @@
 """`adbench data ...`: prepare the BCS-DBT slice cache, generate the synthetic phantom."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -40,11 +41,13 @@ def phantom_command(
     preset: str = typer.Option("tiny", "--preset", help="tiny | demo | full"),
     out: Path = typer.Option(..., "--out", help="Directory to write the phantom download into."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the phantom."),
+    workers: int = typer.Option(min(os.cpu_count() or 1, 4), "--workers", min=1,
+                                help="Processes rendering volumes in parallel (output does not depend on it)."),
 ) -> None:
     """Write a synthetic phantom in the BCS-DBT layout (tables + JPEG 2000 volumes) under --out."""
     from adbench_dbt.data.phantom import generate_phantom
 
     if preset not in ("tiny", "demo", "full"):
         raise typer.BadParameter(f"unknown preset {preset!r}: expected tiny, demo or full", param_hint="--preset")
-    generate_phantom(out, preset=preset, seed=seed)
-    typer.echo(f"phantom ({preset}) written to {out}")
+    summary = generate_phantom(out, preset=preset, seed=seed, workers=workers)
+    typer.echo(f"phantom ({preset}) written to {out} in {summary.seconds:.1f} s")

@@ -67,10 +67,14 @@ def write_volume(path: Path, frames: np.ndarray, *, patient_id: str, study_uid: 
         raise DataError(f"{path}: pixel value {int(frames.max())} does not fit in Bits Stored {bits_stored}")
     laterality, view_position = split_view(view)
     n_frames, rows, cols = frames.shape
+    # UIDs are hashed from the volume's identity, so rewriting a volume gives the same bytes (and fingerprint).
+    study_instance_uid = generate_uid(entropy_srcs=[patient_id, study_uid, "study"])
+    series_uid, instance_uid = (generate_uid(entropy_srcs=[patient_id, study_uid, view, which])
+                                for which in ("series", "instance"))
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = BREAST_TOMOSYNTHESIS_SOP_CLASS
-    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.MediaStorageSOPInstanceUID = instance_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
@@ -78,11 +82,11 @@ def write_volume(path: Path, frames: np.ndarray, *, patient_id: str, study_uid: 
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.Modality = "MG"
     ds.PatientID = patient_id
-    ds.StudyInstanceUID = generate_uid()
+    ds.StudyInstanceUID = study_instance_uid
     ds.StudyID = study_uid[:16]
     ds.AccessionNumber = study_uid[:16]
     ds.StudyDescription = study_uid
-    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = series_uid
     ds.ImageLaterality = laterality
     ds.ViewPosition = view_position
     ds.SamplesPerPixel = 1

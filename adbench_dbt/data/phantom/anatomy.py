@@ -7,7 +7,7 @@ resolutions.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -86,11 +86,11 @@ def depth_offsets(n_frames: int, spacing_mm: float, half_thickness_mm: float = 2
 
 def sample_positions(weight: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
     """`count` (x, y) pixel positions drawn with probability proportional to `weight` (count x 2 float)."""
-    flat = np.asarray(weight, np.float64).ravel()
-    total = flat.sum()
+    cumulative = np.cumsum(np.asarray(weight, np.float64).ravel())
+    total = cumulative[-1]
     if not total > 0:
         raise ValueError("sample_positions: no admissible position (all weights are zero)")
-    index = rng.choice(flat.size, size=count, p=flat / total)
+    index = np.searchsorted(cumulative, rng.random(count) * total, side="right")  # inverse CDF, no normalised copy
     rows, cols = np.divmod(index, weight.shape[1])
     jitter = rng.uniform(-0.5, 0.5, (count, 2))
     return np.stack([cols, rows], axis=1).astype(np.float64) + jitter
@@ -105,8 +105,12 @@ def breast_mask(geometry: BreastGeometry, depth: float) -> np.ndarray:
 
 
 def distance_to_skin(mask: np.ndarray) -> np.ndarray:
-    """Euclidean distance (pixels) from every tissue pixel to the background; the image border is not skin."""
-    return cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    """Euclidean distance (pixels) from every tissue pixel to the background; the image border is not skin.
+
+    The 5 x 5 chamfer approximation (within ~2%) is five times faster than the exact transform, and it feeds only
+    smooth profiles and placement margins.
+    """
+    return cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
 
 
 def pectoral_mask(geometry: BreastGeometry) -> np.ndarray:
@@ -137,8 +141,11 @@ def thickness_profile(distance: np.ndarray, geometry: BreastGeometry) -> np.ndar
 
 def skin_line(distance: np.ndarray, geometry: BreastGeometry) -> np.ndarray:
     """Skin: a ~1.5 mm band of dense tissue along the outline (0 outside the band)."""
-    thickness = max(1.5 * geometry.mm, 0.8)
-    return np.exp(-0.5 * (distance / thickness) ** 4).astype(np.float32) * (distance > 0)
+    band = distance * np.float32(1.0 / max(1.5 * geometry.mm, 0.8))
+    np.square(band, out=band)
+    np.square(band, out=band)
+    band *= np.float32(-0.5)
+    return np.exp(band, out=band) * (distance > 0)
 
 
 @dataclass(frozen=True)
@@ -150,20 +157,29 @@ class Breast:
     distance: np.ndarray  # float32, pixels to the skin
     pectoral: np.ndarray  # bool
     prior: np.ndarray  # float32 in [0, 1], fibroglandular concentration
+    pectoral_distance: np.ndarray  # float32, pixels to the pectoral muscle (inf without one)
 
     @property
     def mm(self) -> float:
         return self.geometry.mm
 
+    def cropped(self, cols: int) -> Breast:
+        """The same breast on the first `cols` columns: rendering skips the background beyond the nipple."""
+        rows = self.geometry.shape[0]
+        keep = (slice(None), slice(0, cols))
+        return Breast(geometry=replace(self.geometry, shape=(rows, cols)), mask=self.mask[keep].copy(),
+                      distance=self.distance[keep].copy(), pectoral=self.pectoral[keep].copy(),
+                      prior=self.prior[keep].copy(), pectoral_distance=self.pectoral_distance[keep].copy())
+
     def interior(self, margin_px: float) -> np.ndarray:
         """Tissue at least `margin_px` from the skin and from the pectoral muscle."""
-        inside = self.distance >= margin_px
-        if self.pectoral.any():
-            inside &= distance_to_skin(~self.pectoral) >= margin_px
-        return inside
+        return (self.distance >= margin_px) & (self.pectoral_distance >= margin_px)
 
 
 def build_breast(geometry: BreastGeometry) -> Breast:
     mask = breast_mask(geometry, 0.0)
-    return Breast(geometry=geometry, mask=mask, distance=distance_to_skin(mask),
-                  pectoral=pectoral_mask(geometry) & mask, prior=gland_prior(geometry))
+    pectoral = pectoral_mask(geometry) & mask
+    pectoral_distance = (distance_to_skin(~pectoral) if pectoral.any()
+                         else np.full(geometry.shape, np.inf, np.float32))
+    return Breast(geometry=geometry, mask=mask, distance=distance_to_skin(mask), pectoral=pectoral,
+                  prior=gland_prior(geometry), pectoral_distance=pectoral_distance)

@@ -2,8 +2,9 @@
 
 Sizes are drawn as a box area fraction of the slice (log-uniform over the real range, ~0.1% to a few %), the lesion
 is built to fit that box, and the box written to the tables is the bounding box of what was actually drawn in the
-focus frame (plus a 1 mm margin), so it always covers the lesion. Contrast is subtle by construction: a mass is
-dense tissue (it raises the local gland fraction) plus a small extra attenuation, comparable to tissue variation.
+focus frame (plus a 1 mm margin), so it always covers the lesion. Contrast is subtle by construction: a mass
+lifts the local gland fraction to that of fibroglandular tissue (keeping the texture) plus a small extra
+attenuation of 0.02-0.05, comparable to tissue variation, so brightness alone does not tell a mass from gland.
 """
 from __future__ import annotations
 
@@ -92,13 +93,14 @@ def _depth_sigma(size_mm: float, spacing_mm: float) -> float:
 
 
 def _mass(centre: np.ndarray, radius: float, focus: int, rng: np.random.Generator, *, lobes: tuple[float, float],
-          edge: float, extra: float, depth_sigma: float, elongation: float) -> Mass:
-    orders = np.arange(2, 8)
-    harmonics = np.stack([orders, rng.uniform(*lobes, len(orders)) / orders * 2.0,
+          edge: float, density: float, extra: float, depth_sigma: float, elongation: float) -> Mass:
+    """A lobulated mass: low orders give the lobes, orders up to 12 a micro-lobulated, never circular outline."""
+    orders = np.arange(2, 13)
+    harmonics = np.stack([orders, rng.uniform(*lobes, len(orders)) * 2.0 / orders ** 1.2,
                           rng.uniform(0, 2 * np.pi, len(orders))], axis=1)
     return Mass(center=(float(centre[0]), float(centre[1])), radius=radius, elongation=elongation,
-                angle=rng.uniform(0, np.pi), harmonics=harmonics, edge=edge, extra=extra, focus=float(focus),
-                depth_sigma=depth_sigma)
+                angle=rng.uniform(0, np.pi), harmonics=harmonics, edge=edge, density=density, extra=extra,
+                focus=float(focus), depth_sigma=depth_sigma)
 
 
 def _radiating_lines(centre: np.ndarray, count: int, inner: float, length: np.ndarray, focus: int, mm: float,
@@ -116,17 +118,20 @@ def _spiculated_mass(plan, centre, half, focus, mm, spacing_mm, rng) -> dict:
     count = int(rng.integers(8, 20))
     spicules = _radiating_lines(centre, count, 0.7 * radius, (half - radius) / 0.6 * rng.uniform(0.7, 1.0, count),
                                 focus, mm, rng, (0.06, 0.11))
-    core = _mass(centre, radius, focus, rng, lobes=(0.04, 0.12), edge=0.35 * radius, extra=rng.uniform(0.06, 0.1),
-                 depth_sigma=_depth_sigma(2 * radius / mm, spacing_mm), elongation=rng.uniform(1.0, 1.3))
+    core = _mass(centre, radius, focus, rng, lobes=(0.04, 0.12), edge=0.35 * radius, density=rng.uniform(0.55, 0.85),
+                 extra=rng.uniform(0.03, 0.05), depth_sigma=_depth_sigma(2 * radius / mm, spacing_mm),
+                 elongation=rng.uniform(1.0, 1.3))
     return {"curves": (spicules,), "masses": (core,)}
 
 
 def _circumscribed_mass(plan, centre, half, focus, mm, spacing_mm, rng) -> dict:
     elongation = rng.uniform(1.0, 1.5)
     radius = half * rng.uniform(0.7, 0.85) / elongation
-    edge = max(rng.uniform(0.3, 1.0) * mm, 0.5) if not plan.malignant else max(rng.uniform(0.5, 2.0) * mm, 0.6)
-    extra = rng.uniform(0.06, 0.1) if plan.malignant else rng.uniform(0.04, 0.07)
-    core = _mass(centre, radius, focus, rng, lobes=(0.02, 0.08), edge=edge, extra=extra,
+    # benign: well defined; malignant: partly indistinct and more lobulated
+    edge = max(rng.uniform(0.6, 1.5) * mm, 0.8) if not plan.malignant else max(rng.uniform(1.0, 3.0) * mm, 1.0)
+    lobes = (0.04, 0.1) if not plan.malignant else (0.06, 0.16)
+    extra = rng.uniform(0.03, 0.05) if plan.malignant else rng.uniform(0.02, 0.04)
+    core = _mass(centre, radius, focus, rng, lobes=lobes, edge=edge, density=rng.uniform(0.5, 0.8), extra=extra,
                  depth_sigma=_depth_sigma(2 * radius * elongation / mm, spacing_mm), elongation=elongation)
     return {"masses": (core,)}
 
@@ -137,7 +142,7 @@ def _distortion(plan, centre, half, focus, mm, spacing_mm, rng) -> dict:
                              half * rng.uniform(0.6, 0.95, count), focus, mm, rng, (0.07, 0.12))
     pull = Retraction(center=(float(centre[0]), float(centre[1])), radius=0.45 * half,
                       strength=rng.uniform(0.35, 0.55), focus=float(focus),
-                      depth_sigma=_depth_sigma(half / mm, spacing_mm))
+                      depth_sigma=float(lines.depth_sigma.mean()))  # seen over the same few frames as its lines
     return {"curves": (lines,), "retractions": (pull,)}
 
 
@@ -157,7 +162,7 @@ def _calcifications(plan, centre, half, focus, mm, spacing_mm, rng) -> dict:
                   smear_px_per_frame=1.0 * mm)
     parts: dict = {"blobs": (blobs,)}
     if plan.malignant and rng.random() < 0.4:  # often within a faint, ill-defined density
-        parts["masses"] = (_mass(centre, 0.6 * half, focus, rng, lobes=(0.05, 0.15), edge=0.4 * half,
+        parts["masses"] = (_mass(centre, 0.6 * half, focus, rng, lobes=(0.05, 0.15), edge=0.4 * half, density=0.5,
                                  extra=0.02, depth_sigma=_depth_sigma(half / mm, spacing_mm), elongation=1.0),)
     return parts
 

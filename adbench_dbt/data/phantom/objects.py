@@ -49,7 +49,8 @@ def ducts(breast: Breast, n_frames: int, spacing_mm: float, rng: np.random.Gener
     lengths = 0.7 * np.hypot(*(apex - starts).T)
     return Curves(points=random_walk_curves(starts, toward + rng.normal(0, 0.1, count), lengths, 0.05, rng),
                   amplitude=rng.uniform(0.025, 0.05, count), width_px=max(0.8 * mm, 0.8),
-                  focus=rng.uniform(0, n_frames - 1, count), depth_sigma=rng.uniform(1.0, 2.0, count) * 3.0 / spacing_mm,
+                  focus=rng.uniform(0, n_frames - 1, count),
+                  depth_sigma=rng.uniform(1.0, 2.0, count) * 3.0 / spacing_mm,
                   drift=_oblique_drift(count, mm, spacing_mm, rng, (0.1, 0.5)))
 
 
@@ -62,7 +63,8 @@ def ligaments(breast: Breast, n_frames: int, spacing_mm: float, rng: np.random.G
     return Curves(points=random_walk_curves(starts, rng.uniform(0, 2 * np.pi, count),
                                             rng.uniform(8, 30, count) * mm, 0.12, rng),
                   amplitude=rng.uniform(0.03, 0.07, count), width_px=max(0.4 * mm, 0.7),
-                  focus=rng.uniform(0, n_frames - 1, count), depth_sigma=rng.uniform(0.6, 1.2, count) * 3.0 / spacing_mm,
+                  focus=rng.uniform(0, n_frames - 1, count),
+                  depth_sigma=rng.uniform(0.6, 1.2, count) * 3.0 / spacing_mm,
                   drift=_oblique_drift(count, mm, spacing_mm, rng, (0.3, 1.0)))
 
 
@@ -134,8 +136,8 @@ def lymph_node(breast: Breast, n_frames: int, rng: np.random.Generator) -> Mass:
     centre = sample_positions(breast.interior(8 * mm) & upper, 1, rng)[0]
     return Mass(center=(float(centre[0]), float(centre[1])), radius=rng.uniform(2.5, 5.0) * mm,
                 elongation=rng.uniform(1.3, 1.8), angle=rng.uniform(0, np.pi), harmonics=np.zeros((0, 3)),
-                edge=max(0.4 * mm, 0.6), extra=rng.uniform(0.0, 0.03), focus=rng.uniform(0, n_frames - 1),
-                depth_sigma=1.2, hilum=True)
+                edge=max(0.4 * mm, 0.6), density=rng.uniform(0.55, 0.8), extra=rng.uniform(0.0, 0.03),
+                focus=rng.uniform(0, n_frames - 1), depth_sigma=1.2, hilum=True)
 
 
 def normal_structures(breast: Breast, n_frames: int, spacing_mm: float, rng: np.random.Generator,

@@ -50,9 +50,16 @@ class Curves:
             return
         sigma = self.width_px / 2.355
         gain = np.sqrt(2 * np.pi) * sigma if sigma > 0.5 else 1.0
-        layer = np.zeros_like(canvas)
         shifted = self.points + (frame - self.focus)[:, None, None] * self.drift[:, None, :]
-        fixed = np.round(shifted * (1 << _SUBPIXEL_BITS)).astype(np.int32)
+        # Draw and blur only the region the visible curves can reach (the blur is the costly part).
+        pad = 4.0 * sigma + 2.0
+        low = np.floor(shifted[visible].reshape(-1, 2).min(0) - pad).astype(int)
+        high = np.ceil(shifted[visible].reshape(-1, 2).max(0) + pad).astype(int)
+        (x0, y0), (x1, y1) = np.maximum(low, 0), np.minimum(high, canvas.shape[::-1])
+        if x0 >= x1 or y0 >= y1:
+            return
+        layer = np.zeros((y1 - y0, x1 - x0), canvas.dtype)
+        fixed = np.round((shifted - (x0, y0)) * (1 << _SUBPIXEL_BITS)).astype(np.int32)
         n_points = self.points.shape[1]
         for i in np.flatnonzero(visible):
             if self.taper:  # a tapering line is drawn as segments of decreasing strength
@@ -63,7 +70,7 @@ class Curves:
                 cv2.polylines(layer, [fixed[i]], False, float(weight[i] * gain), 1, cv2.LINE_8, _SUBPIXEL_BITS)
         if sigma > 0.5:
             layer = cv2.GaussianBlur(layer, (0, 0), sigma)
-        canvas += layer
+        canvas[y0:y1, x0:x1] += layer
 
 
 @dataclass(frozen=True)
@@ -104,8 +111,10 @@ class Mass:
     """A focal region of dense tissue: a lobulated ellipse that raises the local gland fraction.
 
     `harmonics` (k x 3: order, relative amplitude, phase) perturb the radius; `edge` is the margin width in
-    pixels (sharp for circumscribed masses, wide for indistinct ones); `extra` is attenuation above
-    fibroglandular tissue; `hilum` carves a fatty notch (lymph nodes).
+    pixels (sharp for circumscribed masses, wide for indistinct ones); `density` is the gland fraction the
+    mass raises the smooth local density to (tissue texture is kept; denser surroundings are left as they are,
+    so there a mass stands out only by its `extra` attenuation, comparable to tissue variation); `hilum` carves
+    a fatty notch (lymph nodes).
     """
 
     center: tuple[float, float]
@@ -114,6 +123,7 @@ class Mass:
     angle: float
     harmonics: np.ndarray
     edge: float
+    density: float  # in (0, 1)
     extra: float
     focus: float
     depth_sigma: float
@@ -123,30 +133,36 @@ class Mass:
         """Largest distance from the centre the profile reaches (for boxes and patch sizes)."""
         return self.radius * self.elongation * (1.0 + np.abs(self.harmonics[:, 1]).sum()) + 2 * self.edge
 
-    def profile(self, frame: int, shape: tuple[int, int]) -> tuple[tuple[slice, slice], np.ndarray] | None:
-        """(patch slices, membership in [0, 1]) at `frame`; the section shrinks and fades away from focus."""
-        weight = float(depth_weight(frame, self.focus, self.depth_sigma))
-        if weight < 0.02:
-            return None
+    def patch(self, shape: tuple[int, int]) -> tuple[slice, slice] | None:
+        """The (rows, cols) slices of an image of `shape` the mass can reach in any frame (None: outside)."""
         reach = self.extent()
         cx, cy = self.center
         x0, x1 = max(int(cx - reach), 0), min(int(cx + reach) + 2, shape[1])
         y0, y1 = max(int(cy - reach), 0), min(int(cy + reach) + 2, shape[0])
-        if x0 >= x1 or y0 >= y1:
+        return (slice(y0, y1), slice(x0, x1)) if x0 < x1 and y0 < y1 else None
+
+    def profile(self, frame: int, shape: tuple[int, int]) -> tuple[tuple[slice, slice], np.ndarray] | None:
+        """(patch slices, membership in [0, 1]) at `frame`; the section shrinks and fades away from focus."""
+        weight = float(depth_weight(frame, self.focus, self.depth_sigma))
+        where = self.patch(shape)
+        if weight < 0.02 or where is None:
             return None
+        (y0, y1), (x0, x1) = ((part.start, part.stop) for part in where)
+        cx, cy = self.center
         dx = np.arange(x0, x1, dtype=np.float32)[None, :] - cx
         dy = np.arange(y0, y1, dtype=np.float32)[:, None] - cy
         cos, sin = np.cos(self.angle), np.sin(self.angle)
         u, v = (dx * cos + dy * sin) / self.elongation, -dx * sin + dy * cos
         rho, theta = np.hypot(u, v), np.arctan2(v, u)
         order, amp, phase = self.harmonics.T
-        boundary = self.radius * (1.0 + (amp[:, None, None] * np.cos(order[:, None, None] * theta + phase[:, None, None])).sum(0))
+        boundary = self.radius * (1.0 + (amp[:, None, None] * np.cos(order[:, None, None] * theta
+                                                                   + phase[:, None, None])).sum(0))
         boundary *= np.sqrt(max(weight, 0.25))  # an ellipsoid's section narrows away from its centre plane
-        member = 1.0 / (1.0 + np.exp((rho - boundary) / max(self.edge / 4.0, 0.3)))
+        member = 1.0 / (1.0 + np.exp((rho - boundary) / max(self.edge / 3.0, 0.3)))
         if self.hilum:
             notch = np.exp(-0.5 * ((u - 0.8 * self.radius) ** 2 + v ** 2) / (0.35 * self.radius) ** 2)
             member *= 1.0 - 0.9 * notch
-        return (slice(y0, y1), slice(x0, x1)), (member * weight).astype(np.float32)
+        return where, (member * weight).astype(np.float32)
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,13 @@
 
 Tissue is a two-compartment model (Bakic et al.; Burgess): a soft threshold of power-law noise, shifted by a smooth
 fibroglandular density field, gives the fraction of glandular tissue per pixel; fat and gland get their own
-attenuation. Lesions act on that fraction (masses raise it, distortions warp it) before the linear structures, the
-skin, the thickness fall-off, small dense objects, quantum noise and the reconstruction blur are applied.
+attenuation. Lesions act on that fraction (masses raise the smooth density before the threshold, distortions warp
+it) before the linear structures, the skin, the thickness fall-off, small dense objects, quantum noise and the
+reconstruction blur are applied.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -21,6 +22,7 @@ from adbench_dbt.data.phantom.primitives import Blobs, Curves, Mass, Retraction
 
 FAT, GLAND, MUSCLE, SKIN = 0.34, 0.64, 0.7, 0.12
 PARENCHYMA_BETA = 3.0
+PARENCHYMA_GRID_MM = 1.0
 QUANTUM_NOISE = 0.05  # per-pixel std before the reconstruction blur, at a display value of 0.5
 RECONSTRUCTION_BLUR_PX = 0.7
 SOFTNESS = 0.5
@@ -72,9 +74,14 @@ def render_volume(spec: VolumeSpec, seed: np.random.SeedSequence | int | list[in
                   blobs=blobs + [b for les in lesions for b in les.blobs],
                   masses=masses + [m for les in lesions for m in les.masses],
                   retractions=[r for les in lesions for r in les.retractions])
-    gland = _gland_fraction(breast, spec, anatomy_rng)
-    muscle = smooth_depth_noise(spec.shape, spec.n_frames, anatomy_rng, correlation_frames=3.0)
-    frames = _render_frames(breast, scene, spec, gland, muscle, noise_rng)
+    # Tissue never reaches past the nipple: render only the columns up to it (plus room for the blurs).
+    cols = min(spec.shape[1], int(np.ceil(breast.geometry.extent.max())) + 8)
+    breast, work = breast.cropped(cols), replace(spec, shape=(spec.shape[0], cols))
+    parenchyma = _parenchyma(breast, work, scene.masses, anatomy_rng)
+    muscle = (smooth_depth_noise(work.shape, work.n_frames, anatomy_rng, correlation_frames=3.0)
+              if breast.pectoral.any() else None)  # texture of the pectoral muscle (MLO views only)
+    frames = np.zeros((spec.n_frames, *spec.shape), np.float32)
+    frames[:, :, :cols] = _render_frames(breast, scene, work, parenchyma, muscle, noise_rng)
     return RenderedVolume(frames=frames, lesions=tuple(lesions))
 
 
@@ -82,53 +89,128 @@ def _seed_sequence(seed: np.random.SeedSequence | int | list[int]) -> np.random.
     return seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
 
 
-def _gland_fraction(breast: Breast, spec: VolumeSpec, rng: np.random.Generator) -> np.ndarray:
-    """Fraction of fibroglandular tissue per pixel and frame (F x H x W) in [0, 1].
+@dataclass(frozen=True)
+class _Parenchyma:
+    """The fields the gland fraction is made of (F x H x W each)."""
 
-    The zero crossings of a band-passed field form closed curves, which become the thin fibrous septa around
-    fat lobules (the 'Swiss cheese' look of fatty regions).
-    """
+    texture: np.ndarray  # unit-variance power-law texture
+    density: np.ndarray  # smooth fibroglandular density: the soft threshold's argument, less the texture
+    lobules: np.ndarray  # band-passed field whose zero crossings are the septa
+
+
+def _parenchyma(breast: Breast, spec: VolumeSpec, masses: list[Mass], rng: np.random.Generator) -> _Parenchyma:
     per_frame = 3.0 / spec.spacing_mm
-    texture = depth_noise(spec.shape, spec.n_frames, PARENCHYMA_BETA, rng, correlation_frames=1.5 * per_frame)
-    coarse = smooth_depth_noise(spec.shape, spec.n_frames, rng, correlation_frames=4.0 * per_frame)
+    # Synthesised on a grid of ~1 mm (at most 4 pixels): finer structure of a beta = 3 field carries under 1% of
+    # its variance, and lies below the reconstruction blur.
+    grid = int(np.clip(breast.mm * PARENCHYMA_GRID_MM, 1, 4))
+    texture = depth_noise(spec.shape, spec.n_frames, PARENCHYMA_BETA, rng, correlation_frames=1.5 * per_frame,
+                          factor=grid)
+    density = smooth_depth_noise(spec.shape, spec.n_frames, rng, correlation_frames=4.0 * per_frame)
     lobules = band_noise(spec.shape, spec.n_frames, 18.0 * breast.mm, rng, correlation_frames=1.0 * per_frame)
     fat_margin = np.clip(breast.distance / np.float32(15 * breast.mm), 0.0, 1.0)  # subcutaneous fat layer
-    level = (np.float32(1.8) * breast.prior * fat_margin + np.float32(0.6) * coarse
-             - np.float32(1.5 - 1.5 * spec.density))
-    fraction = 1.0 / (1.0 + np.exp(-(texture * np.float32(1.0) + level) / np.float32(SOFTNESS)))
-    septa = np.exp(-(lobules / np.float32(0.1)) ** 2)
-    fraction += np.float32(0.35) * septa * (1.0 - fraction)
+    density *= np.float32(0.6)
+    density += np.float32(1.8) * breast.prior * fat_margin - np.float32(1.5 - 1.5 * spec.density)
+    _raise_masses(density, masses)
+    return _Parenchyma(texture=texture, density=density, lobules=lobules)
+
+
+def _gland_fraction(parenchyma: _Parenchyma, frame: int) -> np.ndarray:
+    """Fraction of fibroglandular tissue in one frame (H x W), mostly in [0, 1].
+
+    A soft threshold of texture + smooth density. The zero crossings of the band-passed lobule field form closed
+    curves, which become the thin fibrous septa around fat lobules (the 'Swiss cheese' look of fatty regions).
+    Computed a frame at a time and in place, so that the buffers stay in cache.
+    """
+    texture = parenchyma.texture[frame]
+    fraction = parenchyma.density[frame] + texture
+    fraction *= np.float32(-1.0 / SOFTNESS)
+    np.exp(fraction, out=fraction)
+    fraction += np.float32(1.0)
+    np.reciprocal(fraction, out=fraction)  # sigmoid((texture + density) / SOFTNESS)
+    septa = np.square(parenchyma.lobules[frame])
+    septa *= np.float32(-100.0)
+    np.exp(septa, out=septa)  # exp(-(lobules / 0.1)^2): 1 on the zero crossings
+    septa *= np.float32(0.35)
+    septa *= np.float32(1.0) - fraction
+    fraction += septa
     # Fine texture inside both compartments (ducts, lobules, stroma below the compartment scale).
-    return fraction + np.float32(0.12) * texture
+    fraction += np.float32(0.12) * texture
+    return fraction
 
 
-def _render_frames(breast: Breast, scene: Scene, spec: VolumeSpec, gland: np.ndarray, muscle: np.ndarray,
-                   rng: np.random.Generator) -> np.ndarray:
+def _raise_masses(density: np.ndarray, masses: list[Mass]) -> None:
+    """Masses are dense tissue: inside each, the smooth density (before the soft threshold) is raised to the
+    mass's own, never lowered.
+
+    The texture is added afterwards and the threshold saturates, so a mass keeps the heterogeneous look of
+    fibroglandular tissue and is never denser than the breast's densest gland; only its small `extra`
+    attenuation (added later) goes beyond. The raise is measured once at the focus frame, so the mass fades
+    steadily away from it.
+    """
+    n_frames, shape = density.shape[0], density.shape[1:]
+    for mass in masses:
+        where = mass.patch(shape)
+        if where is None:
+            continue
+        focus = int(np.clip(round(mass.focus), 0, n_frames - 1))
+        target = np.float32(SOFTNESS * np.log(mass.density / (1.0 - mass.density)))  # threshold argument
+        raise_by = np.maximum(target - density[focus][where], np.float32(0.0))
+        for z in range(n_frames):
+            profile = mass.profile(z, shape)
+            if profile is not None:
+                density[z][where] += profile[1] * raise_by
+
+
+@dataclass(frozen=True)
+class _Outline:
+    """What depends only on the slice's outline: shared by the frames at the same distance from the centre."""
+
+    mask: np.ndarray  # bool, tissue
+    thickness: np.ndarray  # float32, relative signal of the thinning edge
+    skin: np.ndarray  # float32, attenuation of the skin band
+
+
+def _outlines(breast: Breast, offsets: np.ndarray) -> list[_Outline]:
+    found: dict[float, _Outline] = {}
+    for offset in np.abs(offsets):
+        key = round(float(offset), 6)
+        if key not in found:
+            mask = breast_mask(breast.geometry, key)
+            distance = distance_to_skin(mask)
+            found[key] = _Outline(mask=mask, thickness=thickness_profile(distance, breast.geometry),
+                                  skin=np.float32(SKIN) * skin_line(distance, breast.geometry))
+    return [found[round(float(offset), 6)] for offset in np.abs(offsets)]
+
+
+def _render_frames(breast: Breast, scene: Scene, spec: VolumeSpec, parenchyma: _Parenchyma,
+                   muscle: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+    """Display values of every frame (F x H x W) from its gland fraction."""
     frames = np.empty((spec.n_frames, *spec.shape), np.float32)
-    offsets = depth_offsets(spec.n_frames, spec.spacing_mm)
-    pectoral = cv2.GaussianBlur(breast.pectoral.astype(np.float32), (0, 0), max(breast.mm, 0.6))
-    for z in range(spec.n_frames):
-        fraction = gland[z]
+    outlines = _outlines(breast, depth_offsets(spec.n_frames, spec.spacing_mm))
+    if muscle is not None:
+        pectoral = cv2.GaussianBlur(breast.pectoral.astype(np.float32), (0, 0), max(breast.mm, 0.6))
+    for z, outline in enumerate(outlines):
+        tissue = _gland_fraction(parenchyma, z)
         for retraction in scene.retractions:
-            retraction.warp(fraction, z)
-        tissue = np.float32(FAT) + np.float32(GLAND - FAT) * fraction
+            retraction.warp(tissue, z)
+        tissue *= np.float32(GLAND - FAT)
+        tissue += np.float32(FAT)
         for mass in scene.masses:
             profile = mass.profile(z, spec.shape)
             if profile is not None:
-                where, member = profile
-                dense = np.float32(FAT) + np.float32(GLAND - FAT) * np.maximum(fraction[where], 0.9 * member)
-                tissue[where] = dense + np.float32(mass.extra) * member
+                tissue[profile[0]] += np.float32(mass.extra) * profile[1]
         for curves in scene.curves:
             curves.draw(tissue, z)
-        mask = breast_mask(breast.geometry, float(offsets[z]))
-        distance = distance_to_skin(mask)
-        tissue *= thickness_profile(distance, breast.geometry)
-        tissue += np.float32(SKIN) * skin_line(distance, breast.geometry)
-        tissue += pectoral * (np.float32(MUSCLE) + np.float32(0.03) * muscle[z] - tissue)
+        tissue *= outline.thickness
+        tissue += outline.skin
+        if muscle is not None:
+            tissue += pectoral * (np.float32(MUSCLE) + np.float32(0.03) * muscle[z] - tissue)
         for blobs in scene.blobs:
             blobs.draw(tissue, z)
-        tissue *= mask
+        tissue *= outline.mask
         noise = rng.standard_normal(spec.shape, dtype=np.float32)
-        tissue += np.float32(QUANTUM_NOISE) * np.sqrt(np.maximum(tissue, 0) / np.float32(0.5)) * noise
-        frames[z] = cv2.GaussianBlur(tissue, (0, 0), RECONSTRUCTION_BLUR_PX)
+        noise *= np.sqrt(np.maximum(tissue, 0) * np.float32(1.0 / 0.5))
+        noise *= np.float32(QUANTUM_NOISE)
+        tissue += noise
+        cv2.GaussianBlur(tissue, (0, 0), RECONSTRUCTION_BLUR_PX, dst=frames[z])
     return np.clip(frames, 0.0, 1.0, out=frames)
