@@ -87,8 +87,9 @@ def relative_paths(volume: Volume) -> tuple[str, str]:
 
 
 def write_download(root: Path, volumes: list[Volume] | None = None, boxes: list[BoxRow] | None = None,
-                   *, test_boxes: bool = True, name_index: int = 0) -> Path:
-    """Write tables + volumes under `root` (name_index 1/2 picks the older table names)."""
+                   *, test_boxes: bool = True, name_index: int = 0, pixel_seed: int = 0) -> Path:
+    """Write tables + volumes under `root` (name_index 1/2 picks the older table names; pixel_seed changes the
+    pixel content, hence the files, without changing the layout)."""
     volumes = default_volumes() if volumes is None else volumes
     boxes = default_boxes() if boxes is None else boxes
     root.mkdir(parents=True, exist_ok=True)
@@ -96,7 +97,7 @@ def write_download(root: Path, volumes: list[Volume] | None = None, boxes: list[
         descriptive, classic = relative_paths(volume)
         target = root / (descriptive if volume.path_kind == "descriptive" else classic)
         side = volume.stored_side or volume.view[0].upper()
-        write_volume(target, breast_frames(volume.n_frames, side, seed), patient_id=volume.patient,
+        write_volume(target, breast_frames(volume.n_frames, side, seed + pixel_seed), patient_id=volume.patient,
                      study_uid=volume.study, view=volume.view, window_center=WINDOW[0], window_width=WINDOW[1])
     for split in SPLITS:
         mine = [v for v in volumes if v.split == split]

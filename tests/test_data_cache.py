@@ -81,7 +81,7 @@ def test_replaced_source_file_is_never_served_from_the_old_entry(download, tmp_p
     cache = tmp_path / "cache"
     prepare(download, cache)
     old = BCSDBT(download, cache)
-    write_download(download)                          # same layout, new files (new SOP Instance UIDs)
+    write_download(download, pixel_seed=100)          # same layout and UIDs, new pixel content
     new = BCSDBT(download, cache)
     assert new.fingerprint != old.fingerprint
     with pytest.raises(DataError, match=r"3 of 3 slices of split 'train' are not cached"):
