@@ -36,6 +36,8 @@ class Method(ABC):
             raise TypeError(f"{type(self).__name__} expects a {self.Config.__name__}, got {type(config).__name__}")
         self.device = torch.device(device)
         self.last_window_count = 0  # windows scored by the last score_map call (0 for non-window methods)
+        # Where fit() may keep resumable training state (the runner sets <run>/train); None: keep none.
+        self.work_dir: Path | None = None
 
     # ---- profiles ------------------------------------------------------------------------------------------
     @classmethod

@@ -118,6 +118,7 @@ def _obtain_model(spec: RunSpec, method_cls: type[Method], config, data: OpenedD
         trains_everywhere = getattr(method_cls, "supports_distributed_fit", False)
         if distributed.rank() == 0 or trains_everywhere:
             method = method_cls(config, device=device)
+            method.work_dir = run_dir / "train"
             torch.manual_seed(config.seed)
             np.random.seed(config.seed % 2**32)
             train = data.dataset.split("train")

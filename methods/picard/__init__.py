@@ -1,1 +1,4 @@
-"""picard (work in progress)."""
+"""PICARD (Konz et al. 2023): pluralistic image completion for anomaly localization."""
+from adbench_dbt.methods.picard.method import Picard
+
+__all__ = ["Picard"]

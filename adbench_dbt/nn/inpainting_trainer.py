@@ -1,0 +1,251 @@
+"""WGAN-GP training of the DeepFill-v1 inpainter with local + global critics (PICARD / Yu et al. 2018 losses).
+
+Each iteration draws tissue-overlapping crops, one hole box for the whole batch (each sample's hole shrunk by its
+own random margin), takes one critic step, and every `n_critic`-th iteration one generator step. Unlike the
+official loop, the critic update never contains the generator's adversarial gradient (the official code
+accumulates it into the critic on generator iterations); everything else follows methods.md section 2.5.
+Checkpoints use the official file layout plus `optimizer.pt`, so a run can be resumed or scored directly.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.text import Text
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from adbench_dbt import distributed
+from adbench_dbt.config import MethodConfig
+from adbench_dbt.data.slices import Slice
+from adbench_dbt.io import atomic_path
+from adbench_dbt.nn.official_checkpoints import load_official, save_official
+from adbench_dbt.sampling import sample_tissue_crops
+
+OPTIMIZER_FILE = "optimizer.pt"
+
+
+class InpaintingTrainingConfig(MethodConfig):
+    """Training knobs of the inpainter (defaults = official PICARD config)."""
+
+    hole: int = Field(128, ge=8, description="hole side m (centred at inference; the training box size)")
+    hole_shrink: int = Field(16, ge=0, description="training holes shrink by U{0..hole_shrink} px on each side")
+    iterations: int = Field(130_000, ge=0, description="training iterations (critic steps)")
+    train_batch_size: int = Field(55, ge=1)
+    n_critic: int = Field(5, ge=1, description="one generator step every n_critic iterations")
+    lr: float = Field(1e-4, gt=0)
+    beta1: float = Field(0.5, ge=0, lt=1)
+    beta2: float = Field(0.9, ge=0, lt=1)
+    coarse_l1_alpha: float = Field(1.2, ge=0)
+    l1_loss_alpha: float = Field(1.2, ge=0)
+    ae_loss_alpha: float = Field(1.2, ge=0)
+    gan_loss_alpha: float = Field(0.001, ge=0)
+    global_wgan_loss_alpha: float = Field(1.0, ge=0)
+    wgan_gp_lambda: float = Field(10.0, ge=0)
+    discount_gamma: float = Field(0.9, gt=0, le=1, description="spatial discount of the hole L1")
+    min_tissue_fraction: float = Field(0.05, ge=0, le=1, description="training crops need this much breast")
+    checkpoint_dir: str | None = Field(None, description="write/resume training checkpoints here")
+    checkpoint_every: int = Field(5000, ge=1)
+    amp: bool = Field(False, description="bf16 autocast on CUDA")
+    progress: bool = Field(True, description="rich progress bar during training")
+
+
+def spatial_discount(size: int, gamma: float) -> torch.Tensor:
+    """size x size weights gamma^(distance to the nearest box edge): near the known border counts most."""
+    edge = torch.arange(size)
+    edge = torch.minimum(edge, size - edge).double()
+    axis = gamma ** edge
+    return torch.maximum(axis[:, None], axis[None, :]).float()
+
+
+def hole_masks(count: int, window: int, hole: int, top: int, left: int, shrink: int,
+               rng: np.random.Generator) -> torch.Tensor:
+    """count x 1 x window x window masks (1 = hole): the box (top, left, hole, hole) shrunk per sample."""
+    delta = torch.from_numpy(rng.integers(0, shrink + 1, size=(count, 2)))
+    pos = torch.arange(window)
+    rows = (pos >= top + delta[:, :1]) & (pos < top + hole - delta[:, :1])
+    cols = (pos >= left + delta[:, 1:]) & (pos < left + hole - delta[:, 1:])
+    return (rows[:, :, None] & cols[:, None, :]).float()[:, None]
+
+
+def gradient_penalty_scores(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(D(real), D(fake), GP) from one critic forward on [real | fake | interpolates] (one forward keeps DDP happy).
+
+    GP = mean((||grad_x D(x)||_2 - 1)^2) at x = u*real + (1-u)*fake, u ~ U(0, 1) per sample, unmasked.
+    """
+    n = real.shape[0]
+    u = torch.rand(n, 1, 1, 1, device=real.device, dtype=real.dtype)
+    mixed = (u * real + (1 - u) * fake).requires_grad_(True)
+    out = critic(torch.cat([real, fake, mixed]))
+    grad, = torch.autograd.grad(out[2 * n:].sum(), mixed, create_graph=True)
+    penalty = (grad.flatten(1).float().norm(dim=1) - 1).pow(2).mean()
+    return out[:n], out[n: 2 * n], penalty
+
+
+class _SpeedColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:.2f} it/s" if task.speed else "-- it/s", style="progress.data.speed")
+
+
+@contextmanager
+def flush_denormals() -> Iterator[None]:
+    """Treat subnormal floats as zero inside the block (CPU only; a no-op elsewhere), then switch it off again.
+
+    ELU gradients exp(x) of the black background and the scale-10 attention softmax produce subnormals; on x86
+    CPUs each costs a slow microcode path (measured: 2-3x slower training steps on the phantom, ~4x slower
+    contextual attention at 256 px).
+    """
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    return module.module if isinstance(module, DistributedDataParallel) else module
+
+
+class InpaintingTrainer:
+    """Trains `generator` with `local_critic` (hole crop) and `global_critic` (window) on normal slices."""
+
+    def __init__(self, generator: nn.Module, local_critic: nn.Module, global_critic: nn.Module,
+                 config: InpaintingTrainingConfig, window: int, device: str | torch.device = "cpu") -> None:
+        if config.hole > window:
+            raise ValueError(f"hole ({config.hole}) is larger than the window ({window})")
+        if 2 * config.hole_shrink >= config.hole:
+            raise ValueError(f"hole_shrink ({config.hole_shrink}) leaves no hole of side {config.hole}")
+        self.config, self.window, self.device = config, window, torch.device(device)
+        # DistributedDataParallel when the runner (torchrun) has initialised a process group
+        self.generator, self.local_critic, self.global_critic = (
+            distributed.wrap_ddp(m.to(self.device)) for m in (generator, local_critic, global_critic))
+        betas = (config.beta1, config.beta2)
+        self.opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas)
+        self.opt_d = torch.optim.Adam([*local_critic.parameters(), *global_critic.parameters()],
+                                      lr=config.lr, betas=betas)
+        self.discount = spatial_discount(config.hole, config.discount_gamma).to(self.device)[None, None]
+        self.iteration = 0
+        self.history: list[dict[str, float]] = []  # training-set hole L1 per checkpoint interval (model selection)
+        self.rank = distributed.rank()
+
+    # ---- checkpoints -------------------------------------------------------------------------------------
+    def save_checkpoint(self, directory: str | Path) -> None:
+        """gen/dis in the official layout, then optimizer.pt (written last: it names the complete iteration)."""
+        if self.rank != 0:
+            return
+        directory = Path(directory)
+        save_official(directory, self.iteration, _unwrap(self.generator), _unwrap(self.local_critic),
+                      _unwrap(self.global_critic))
+        with atomic_path(directory / OPTIMIZER_FILE) as tmp:
+            torch.save({"gen": self.opt_g.state_dict(), "dis": self.opt_d.state_dict(),
+                        "iteration": self.iteration, "history": self.history}, tmp)
+
+    def resume(self, directory: str | Path) -> bool:
+        """Continue from `directory`'s optimizer.pt and its iteration's gen/dis; False when there is none."""
+        path = Path(directory) / OPTIMIZER_FILE
+        if not path.exists():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        missing = {"gen", "dis", "iteration", "history"} - set(state)
+        if missing:
+            raise ValueError(f"{path}: not a training checkpoint of this project (missing {sorted(missing)})")
+        load_official(directory, _unwrap(self.generator), _unwrap(self.local_critic), _unwrap(self.global_critic),
+                      iteration=int(state["iteration"]), map_location=self.device)
+        self.opt_g.load_state_dict(state["gen"])
+        self.opt_d.load_state_dict(state["dis"])
+        self.iteration, self.history = int(state["iteration"]), list(state["history"])
+        return True
+
+    # ---- training --------------------------------------------------------------------------------------
+    def train(self, slices: Sequence[Slice], checkpoint_dir: str | Path | None = None) -> list[dict[str, float]]:
+        """Run until `config.iterations`, checkpointing to (and resuming from) `checkpoint_dir` or
+        `config.checkpoint_dir` when one is given; returns the L1 history."""
+        cfg = self.config
+        checkpoint_dir = checkpoint_dir or cfg.checkpoint_dir
+        if checkpoint_dir is not None:
+            self.resume(checkpoint_dir)
+        rng = np.random.default_rng([cfg.seed, self.rank, self.iteration])
+        generator = _unwrap(self.generator)
+        l1_sum, l1_count = 0.0, 0
+        with generator.dropout_off(), flush_denormals(), self._progress() as progress:
+            task = progress.add_task("inpainter", total=cfg.iterations, completed=self.iteration, losses="")
+            while self.iteration < cfg.iterations:
+                losses = self.step(slices, rng)
+                self.iteration += 1
+                l1_sum, l1_count = l1_sum + losses["hole_l1"], l1_count + 1
+                progress.update(task, advance=1, losses="  ".join(f"{k} {v:.4g}" for k, v in losses.items()))
+                at_end = self.iteration == cfg.iterations
+                if self.iteration % cfg.checkpoint_every == 0 or at_end:
+                    self.history.append({"iteration": float(self.iteration), "hole_l1": l1_sum / l1_count})
+                    l1_sum, l1_count = 0.0, 0
+                    if checkpoint_dir is not None:
+                        self.save_checkpoint(checkpoint_dir)
+        return self.history
+
+    def _progress(self) -> Progress:
+        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _SpeedColumn(),
+                        TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
+                        disable=not self.config.progress or self.rank != 0, transient=False)
+
+    def _autocast(self):
+        if self.config.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def step(self, slices: Sequence[Slice], rng: np.random.Generator) -> dict[str, float]:
+        """One critic step (+ one generator step every n_critic iterations); returns scalar losses."""
+        cfg, size, hole = self.config, self.window, self.config.hole
+        images, _ = sample_tissue_crops(slices, cfg.train_batch_size, size, rng, cfg.min_tissue_fraction)
+        truth = torch.from_numpy(images).to(self.device)[:, None] * 2 - 1
+        top, left = (int(v) for v in rng.integers(0, max(size - hole, 1), size=2))
+        mask = hole_masks(len(truth), size, hole, top, left, cfg.hole_shrink, rng).to(self.device)
+        box = (..., slice(top, top + hole), slice(left, left + hole))
+        generator_step = self.iteration % cfg.n_critic == 0
+
+        with self._autocast(), torch.set_grad_enabled(generator_step):
+            x1, x2 = self.generator(truth * (1 - mask), mask)
+        x1_done, x2_done = x1 * mask + truth * (1 - mask), x2 * mask + truth * (1 - mask)
+
+        with self._autocast():
+            real_l, fake_l, gp_l = gradient_penalty_scores(self.local_critic, truth[box], x2_done[box].detach())
+            real_g, fake_g, gp_g = gradient_penalty_scores(self.global_critic, truth, x2_done.detach())
+            wgan_d = (fake_l.mean() - real_l.mean()) + cfg.global_wgan_loss_alpha * (fake_g.mean() - real_g.mean())
+            loss_d = wgan_d + cfg.wgan_gp_lambda * (gp_l + gp_g)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.float().backward()
+        self.opt_d.step()
+        hole_l1 = float(((x2.detach() - truth).abs() * mask).sum() / mask.sum())
+        losses = {"wgan_d": float(wgan_d.detach()), "gp": float((gp_l + gp_g).detach()), "hole_l1": hole_l1}
+        if generator_step:
+            losses |= self._generator_step(truth, mask, box, x1, x2, x1_done, x2_done)
+        return losses
+
+    def _generator_step(self, truth: torch.Tensor, mask: torch.Tensor, box: tuple, x1: torch.Tensor,
+                        x2: torch.Tensor, x1_done: torch.Tensor, x2_done: torch.Tensor) -> dict[str, float]:
+        cfg, w = self.config, self.discount
+        known = 1 - mask
+        critics = (_unwrap(self.local_critic), _unwrap(self.global_critic))  # no critic gradients here
+        for critic in critics:
+            critic.requires_grad_(False)
+        try:
+            with self._autocast():
+                l1 = cfg.l1_loss_alpha * (cfg.coarse_l1_alpha * F.l1_loss(w * x1_done[box], w * truth[box])
+                                          + F.l1_loss(w * x2_done[box], w * truth[box]))
+                ae = cfg.ae_loss_alpha * (cfg.coarse_l1_alpha * F.l1_loss(x1 * known, truth * known)
+                                          + F.l1_loss(x2 * known, truth * known))
+                adversarial = -critics[0](x2_done[box]).mean() - cfg.global_wgan_loss_alpha * critics[1](x2_done).mean()
+                loss_g = l1 + ae + cfg.gan_loss_alpha * adversarial
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g.float().backward()
+            self.opt_g.step()
+        finally:
+            for critic in critics:
+                critic.requires_grad_(True)
+        return {"l1": float(l1.detach()), "ae": float(ae.detach()), "wgan_g": float(adversarial.detach())}

@@ -1,0 +1,154 @@
+"""WGAN-GP inpainter trainer: loss pieces, update schedule, checkpoints/resume, DDP hook."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+from scipy.ndimage import gaussian_filter
+from torch.nn.parallel import DistributedDataParallel
+
+from adbench_dbt.data.slices import Slice
+from adbench_dbt.nn.critics import GlobalCritic, LocalCritic
+from adbench_dbt.nn.deepfill import InpaintGenerator
+from adbench_dbt.nn.inpainting_trainer import (OPTIMIZER_FILE, InpaintingTrainer, InpaintingTrainingConfig,
+                                               gradient_penalty_scores, hole_masks, spatial_discount)
+
+WINDOW, HOLE = 32, 16
+
+
+def synthetic_slice(seed: int, height: int = 96, width: int = 72) -> Slice:
+    """Smooth texture inside an elliptical 'breast' touching the left edge, black background."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:height, :width]
+    breast = ((yy - height / 2) / (0.45 * height)) ** 2 + (xx / (0.9 * width)) ** 2 < 1
+    texture = gaussian_filter(rng.random((height, width)), 2)
+    texture = (texture - texture.min()) / np.ptp(texture)
+    return Slice.from_array(f"synthetic-{seed}", ((0.3 + 0.5 * texture) * breast).astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def slices() -> list[Slice]:
+    return [synthetic_slice(i) for i in range(3)]
+
+
+def make_trainer(**overrides) -> InpaintingTrainer:
+    torch.manual_seed(0)
+    settings = dict(hole=HOLE, hole_shrink=2, iterations=4, train_batch_size=2, checkpoint_every=2, progress=False)
+    config = InpaintingTrainingConfig(**(settings | overrides))
+    return InpaintingTrainer(InpaintGenerator(1, 4), LocalCritic(1, 4, HOLE), GlobalCritic(1, 4, WINDOW),
+                             config, WINDOW)
+
+
+def test_spatial_discount_is_gamma_to_the_edge_distance():
+    w = spatial_discount(128, 0.9)
+    assert w.shape == (128, 128)
+    assert w[0, 0] == 1 and w[0, 64] == 1 and w[64, 0] == 1
+    assert w[64, 64] == pytest.approx(0.9 ** 64)
+    assert w[10, 64] == pytest.approx(0.9 ** 10)
+
+
+def test_hole_masks_shrink_each_sample_within_the_box():
+    rng = np.random.default_rng(0)
+    masks = hole_masks(64, 64, 32, 8, 20, 4, rng)
+    assert masks.shape == (64, 1, 64, 64)
+    box = torch.zeros(64, 64)
+    box[8:40, 20:52] = 1
+    assert ((masks <= box).all())
+    sides = masks[:, 0].amax(dim=2).sum(dim=1)  # hole height per sample
+    assert sides.min() >= 32 - 8 and sides.max() <= 32
+    assert len(set(sides.tolist())) > 1  # margins drawn per sample
+    assert masks[:, 0, 8 + 4: 40 - 4, 20 + 4: 52 - 4].all()
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    weight = torch.randn(1, 1, 8, 8)
+
+    def critic(x):
+        return (x * weight).flatten(1).sum(dim=1, keepdim=True)
+
+    real, fake = torch.randn(3, 1, 8, 8), torch.randn(3, 1, 8, 8)
+    d_real, d_fake, gp = gradient_penalty_scores(critic, real, fake)
+    torch.testing.assert_close(d_real, critic(real))
+    torch.testing.assert_close(d_fake, critic(fake))
+    assert float(gp) == pytest.approx((float(weight.norm()) - 1) ** 2, rel=1e-5)
+
+
+def test_critic_every_step_generator_every_n_critic(slices):
+    trainer = make_trainer(n_critic=2)
+    rng = np.random.default_rng(0)
+
+    def snapshot(module):
+        return [p.detach().clone() for p in module.parameters()]
+
+    for iteration, g_step in [(0, True), (1, False), (2, True)]:
+        gen_before, critic_before = snapshot(trainer.generator), snapshot(trainer.local_critic)
+        trainer.iteration = iteration
+        losses = trainer.step(slices, rng)
+        assert all(np.isfinite(v) for v in losses.values())
+        gen_changed = any(not torch.equal(a, b) for a, b in zip(gen_before, trainer.generator.parameters()))
+        critic_changed = any(not torch.equal(a, b) for a, b in zip(critic_before, trainer.local_critic.parameters()))
+        assert critic_changed
+        assert gen_changed == g_step
+        assert ("l1" in losses) == g_step
+
+
+def test_no_dropout_during_training(slices):
+    trainer = make_trainer(iterations=1)
+    trainer.generator.set_dropout(0.5)
+    seen = []
+    trainer.generator.coarse_generator.conv3.dropout.register_forward_hook(lambda m, i, o: seen.append(m.live))
+    trainer.train(slices)
+    assert seen == [False]
+    assert trainer.generator.live_dropout()  # inference setting restored
+
+
+def test_checkpoint_resume_continues_the_run(tmp_path, slices):
+    full = make_trainer(iterations=4, checkpoint_dir=str(tmp_path / "a"))
+    full.train(slices)
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == ["dis_00000002.pt", "dis_00000004.pt", "gen_00000002.pt", "gen_00000004.pt", OPTIMIZER_FILE]
+    state = torch.load(tmp_path / "a" / OPTIMIZER_FILE, weights_only=True)
+    assert state["iteration"] == 4 and [h["iteration"] for h in state["history"]] == [2.0, 4.0]
+
+    resumed = make_trainer(iterations=6, checkpoint_dir=str(tmp_path / "a"))
+    assert resumed.resume(tmp_path / "a")
+    assert resumed.iteration == 4
+    for a, b in zip(full.generator.parameters(), resumed.generator.parameters()):
+        torch.testing.assert_close(a, b)
+    assert resumed.opt_g.state_dict()["state"].keys() == full.opt_g.state_dict()["state"].keys()
+    history = resumed.train(slices)
+    assert [h["iteration"] for h in history] == [2.0, 4.0, 6.0]
+    assert all(h["hole_l1"] > 0 for h in history)
+    assert (tmp_path / "a" / "gen_00000006.pt").exists()
+
+    fresh = make_trainer(iterations=2)
+    assert not fresh.resume(tmp_path / "empty")
+
+
+def test_resume_rejects_foreign_optimizer_file(tmp_path):
+    torch.save({"gen": {}}, tmp_path / OPTIMIZER_FILE)
+    with pytest.raises(ValueError, match="optimizer.pt"):
+        make_trainer().resume(tmp_path)
+
+
+def test_invalid_geometry_is_an_error():
+    with pytest.raises(ValueError, match="hole_shrink"):
+        make_trainer(hole_shrink=8)
+    with pytest.raises(ValueError, match="larger than the window"):
+        InpaintingTrainer(InpaintGenerator(1, 4), LocalCritic(1, 4, 64), GlobalCritic(1, 4, 32),
+                          InpaintingTrainingConfig(hole=64), 32)
+
+
+def test_wraps_in_ddp_when_a_process_group_exists(tmp_path, slices):
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        trainer = make_trainer(iterations=2, n_critic=1)
+        assert isinstance(trainer.generator, DistributedDataParallel)
+        assert isinstance(trainer.local_critic, DistributedDataParallel)
+        before = [p.detach().clone() for p in trainer.generator.parameters()]
+        history = trainer.train(slices)
+        assert history and np.isfinite(history[-1]["hole_l1"])
+        assert any(not torch.equal(a, b) for a, b in zip(before, trainer.generator.parameters()))
+    finally:
+        dist.destroy_process_group()
