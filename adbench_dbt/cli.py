@@ -13,7 +13,8 @@ from adbench_dbt.config import ConfigError, parse_overrides
 
 app = typer.Typer(help="Benchmark unsupervised anomaly localization on digital breast tomosynthesis (BCS-DBT).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
-console = Console()
+_probe = Console()
+console = _probe if _probe.is_terminal else Console(width=160)  # logs and pipes get a wide table
 
 
 def _mount_data_commands() -> None:

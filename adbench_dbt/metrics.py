@@ -81,13 +81,15 @@ def inside_outside_ratio(heatmap: np.ndarray, labels: np.ndarray, breast: np.nda
 
 def slice_metrics(heatmap: np.ndarray, labels: np.ndarray, breast: np.ndarray, breast_only: bool = False,
                   where: str = "slice") -> dict[str, float]:
-    """AUROC, AP (whole slice, or breast pixels if `breast_only`) and the in/out ratio of one heatmap."""
+    """AUROC and AP (whole slice, PICARD's protocol, or breast pixels if `breast_only`), breast-only AUROC (always:
+    it tells finding lesions from finding the breast against black background), and the in/out ratio."""
     if heatmap.shape != labels.shape:
         raise ValueError(f"{where}: heatmap {heatmap.shape} does not match the slice {labels.shape}")
-    region = breast if breast_only else slice(None)
-    counts = _sorted_counts(*_check(heatmap[region], labels[region], where))
+    breast = np.asarray(breast, dtype=bool)
+    inner = _sorted_counts(*_check(heatmap[breast], labels[breast], where))
+    counts = inner if breast_only else _sorted_counts(*_check(heatmap, labels, where))
     return {"auroc": _auroc_from_counts(*counts), "ap": _ap_from_counts(*counts),
-            "inout_ratio": inside_outside_ratio(heatmap, labels, breast)}
+            "auroc_breast": _auroc_from_counts(*inner), "inout_ratio": inside_outside_ratio(heatmap, labels, breast)}
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from adbench_dbt.timing import device_name, resolve_device, stopwatch
 from adbench_dbt.config import build_config
 
 console = Console(stderr=True)
+METRIC_KEYS = ("auroc", "ap", "auroc_breast", "inout_ratio")
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ def _score_one(method: Method, sl: Slice, run_dir: Path, spec: RunSpec) -> tuple
             record["metrics"][variant] = slice_metrics(heat, labels, breast, spec.breast_only, where=sl.id)
         except SingleClassError as err:
             console.print(f"[yellow]skipped in the means[/]: {err}")
-            record["metrics"][variant] = {"auroc": None, "ap": None, "inout_ratio": None, "note": str(err)}
+            record["metrics"][variant] = {k: None for k in METRIC_KEYS} | {"note": str(err)}
     save_npz(heat_path, **maps)
     if spec.overlays:
         first = next(iter(maps))
@@ -209,7 +210,7 @@ def _summarise(run_dir: Path, slices: Sequence[Slice], record: dict[str, Any]) -
     variants: dict[str, Any] = {}
     for variant in per_slice[0]["metrics"]:
         values = {k: np.array([np.nan if r["metrics"][variant][k] is None else r["metrics"][variant][k]
-                               for r in per_slice], dtype=np.float64) for k in ("auroc", "ap", "inout_ratio")}
+                               for r in per_slice], dtype=np.float64) for k in METRIC_KEYS}
         stats = {k: bootstrap_mean(v, seed=record["seed"]) for k, v in values.items()}
         variants[variant] = {
             **{f"{k}": s.mean for k, s in stats.items()},

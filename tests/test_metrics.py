@@ -55,6 +55,8 @@ def test_slice_metrics_whole_slice_and_breast_only():
     assert whole["auroc"] == pytest.approx(roc_auc_score(labels.ravel(), heat.ravel()))
     inner = slice_metrics(heat, labels, breast, breast_only=True)
     assert inner["ap"] == pytest.approx(average_precision_score(labels[breast], heat[breast]))
+    assert whole["auroc_breast"] == inner["auroc_breast"] == inner["auroc"] == pytest.approx(
+        roc_auc_score(labels[breast], heat[breast]))
     expected_ratio = heat[labels & breast].mean() / heat[~labels & breast].mean()
     assert whole["inout_ratio"] == pytest.approx(expected_ratio)
     with pytest.raises(ValueError, match="does not match"):

@@ -152,7 +152,8 @@ def test_box_areas_span_the_real_range_at_demo_size():
 
 def test_masses_are_as_bright_as_gland_not_brighter():
     """'Bright = cancer' must not work: the mean of a mass's core falls among the breast's own tissue (smoothed to
-    the core's size), not at the top of it (generator v1: median percentile ~93, up to 100; v2: ~58, at most 90)."""
+    the core's size), not at the top of it (generator v1 discs: median percentile ~93, up to 100; v3: ~62). A mass
+    may be the densest tissue of a fatty breast (as in real mammograms), but only rarely."""
     percentiles = []
     for seed in range(6):
         for malignant in (True, False):
@@ -165,7 +166,8 @@ def test_masses_are_as_bright_as_gland_not_brighter():
             core = image[y + h // 4: y + 3 * h // 4 + 1, x + w // 4: x + 3 * w // 4 + 1]
             tissue = ndimage.uniform_filter(image, core.shape)[ndimage.binary_erosion(image > 0, iterations=8)]
             percentiles.append(100 * (tissue < core.mean()).mean())
-    assert np.median(percentiles) < 80 and max(percentiles) < 99, sorted(percentiles)
+    assert np.median(percentiles) < 80, sorted(percentiles)
+    assert sum(p >= 99 for p in percentiles) <= len(percentiles) // 10, sorted(percentiles)
 
 
 def test_ensure_phantom_generates_once_then_reuses(tmp_path, monkeypatch):

@@ -4,7 +4,8 @@ Sizes are drawn as a box area fraction of the slice (log-uniform over the real r
 is built to fit that box, and the box written to the tables is the bounding box of what was actually drawn in the
 focus frame (plus a 1 mm margin), so it always covers the lesion. Contrast is subtle by construction: a mass
 lifts the local gland fraction to that of fibroglandular tissue (keeping the texture) plus a small extra
-attenuation of 0.02-0.05, comparable to tissue variation, so brightness alone does not tell a mass from gland.
+attenuation of 0.04-0.09: a mass is denser than the gland around it, as in real DBT, but its texture and lobulated
+margins are kept, so it is not a uniform bright disc; the box still has to be found by modelling tissue.
 """
 from __future__ import annotations
 
@@ -117,9 +118,9 @@ def _spiculated_mass(plan, centre, half, focus, mm, spacing_mm, rng) -> dict:
     radius = half * rng.uniform(0.4, 0.55)
     count = int(rng.integers(8, 20))
     spicules = _radiating_lines(centre, count, 0.7 * radius, (half - radius) / 0.6 * rng.uniform(0.7, 1.0, count),
-                                focus, mm, rng, (0.06, 0.11))
+                                focus, mm, rng, (0.10, 0.16))
     core = _mass(centre, radius, focus, rng, lobes=(0.04, 0.12), edge=0.35 * radius, density=rng.uniform(0.55, 0.85),
-                 extra=rng.uniform(0.03, 0.05), depth_sigma=_depth_sigma(2 * radius / mm, spacing_mm),
+                 extra=rng.uniform(0.06, 0.09), depth_sigma=_depth_sigma(2 * radius / mm, spacing_mm),
                  elongation=rng.uniform(1.0, 1.3))
     return {"curves": (spicules,), "masses": (core,)}
 
@@ -130,7 +131,7 @@ def _circumscribed_mass(plan, centre, half, focus, mm, spacing_mm, rng) -> dict:
     # benign: well defined; malignant: partly indistinct and more lobulated
     edge = max(rng.uniform(0.6, 1.5) * mm, 0.8) if not plan.malignant else max(rng.uniform(1.0, 3.0) * mm, 1.0)
     lobes = (0.04, 0.1) if not plan.malignant else (0.06, 0.16)
-    extra = rng.uniform(0.03, 0.05) if plan.malignant else rng.uniform(0.02, 0.04)
+    extra = rng.uniform(0.06, 0.09) if plan.malignant else rng.uniform(0.04, 0.07)
     core = _mass(centre, radius, focus, rng, lobes=lobes, edge=edge, density=rng.uniform(0.5, 0.8), extra=extra,
                  depth_sigma=_depth_sigma(2 * radius * elongation / mm, spacing_mm), elongation=elongation)
     return {"masses": (core,)}
@@ -139,7 +140,7 @@ def _circumscribed_mass(plan, centre, half, focus, mm, spacing_mm, rng) -> dict:
 def _distortion(plan, centre, half, focus, mm, spacing_mm, rng) -> dict:
     count = int(rng.integers(10, 22))
     lines = _radiating_lines(centre, count, rng.uniform(0.05, 0.2) * half,
-                             half * rng.uniform(0.6, 0.95, count), focus, mm, rng, (0.07, 0.12))
+                             half * rng.uniform(0.6, 0.95, count), focus, mm, rng, (0.10, 0.16))
     pull = Retraction(center=(float(centre[0]), float(centre[1])), radius=0.45 * half,
                       strength=rng.uniform(0.35, 0.55), focus=float(focus),
                       depth_sigma=float(lines.depth_sigma.mean()))  # seen over the same few frames as its lines
@@ -163,7 +164,7 @@ def _calcifications(plan, centre, half, focus, mm, spacing_mm, rng) -> dict:
     parts: dict = {"blobs": (blobs,)}
     if plan.malignant and rng.random() < 0.4:  # often within a faint, ill-defined density
         parts["masses"] = (_mass(centre, 0.6 * half, focus, rng, lobes=(0.05, 0.15), edge=0.4 * half, density=0.5,
-                                 extra=0.02, depth_sigma=_depth_sigma(half / mm, spacing_mm), elongation=1.0),)
+                                 extra=0.04, depth_sigma=_depth_sigma(half / mm, spacing_mm), elongation=1.0),)
     return parts
 
 
