@@ -23,12 +23,18 @@ COLUMNS = KEY[:3] + ["auroc", "auroc_low", "auroc_high", "ap", "ap_low", "ap_hig
                      "fingerprint", "split", "harness_revision", "date"]
 
 
+def profile_label(summary: dict[str, Any]) -> str:
+    """The profile plus any --set overrides ('demo stride=16'): an overridden run never replaces the profile's row."""
+    overrides = summary.get("overrides") or {}
+    return " ".join([summary["profile"], *(f"{k}={v}" for k, v in sorted(overrides.items()))])
+
+
 def rows_from_summary(summary: dict[str, Any]) -> list[dict[str, Any]]:
     timing = summary["timing"]
     rows = []
     for variant, m in summary["variants"].items():
         rows.append({
-            "method": summary["method"], "variant": variant, "profile": summary["profile"],
+            "method": summary["method"], "variant": variant, "profile": profile_label(summary),
             "auroc": m["auroc"], "auroc_low": m["auroc_ci"][0], "auroc_high": m["auroc_ci"][1],
             "ap": m["ap"], "ap_low": m["ap_ci"][0], "ap_high": m["ap_ci"][1],
             "auroc_breast": m["auroc_breast"], "auroc_breast_low": m["auroc_breast_ci"][0],

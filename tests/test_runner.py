@@ -100,6 +100,13 @@ def test_leaderboard_merge_replaces_same_key(tmp_path, cache_root):
     assert disk["fingerprint"].nunique() == 1
 
 
+def test_overridden_run_gets_its_own_leaderboard_row(tmp_path, cache_root):
+    plain = run(_spec(tmp_path, cache_root))
+    tuned = run(_spec(tmp_path, cache_root, overrides={"stride": 8}))
+    table = merge(tmp_path / "lb", "phantom-tiny", [plain, tuned])
+    assert sorted(table["profile"]) == ["smoke", "smoke stride=8"]
+
+
 def test_random_floor_is_at_chance(tmp_path, cache_root):
     summary = run(_spec(tmp_path, cache_root, method="random"))
     assert abs(summary["variants"]["uniform"]["auroc"] - 0.5) < 0.05
