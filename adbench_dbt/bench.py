@@ -17,6 +17,7 @@ import torch
 from adbench_dbt.config import WindowConfig
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.io import atomic_path, write_text
+from adbench_dbt.leaderboard import profile_label
 from adbench_dbt.method import Method, WindowMethod
 from adbench_dbt.provenance import harness_revision
 from adbench_dbt.registry import create_method
@@ -65,9 +66,11 @@ def time_slice(model: Method, sl: Slice, repeats: int) -> dict[str, Any]:
             "variant_count": len(maps)}
 
 
-def bench_row(method: str, profile: str, model: Method, timing: dict[str, Any]) -> dict[str, Any]:
+def bench_row(method: str, profile: str, overrides: dict[str, Any], model: Method,
+              timing: dict[str, Any]) -> dict[str, Any]:
     cfg = model.config
-    return {"method": method, "profile": profile if method != "engine" else "-", **timing,
+    label = profile_label({"profile": profile if method != "engine" else "-", "overrides": overrides})
+    return {"method": method, "profile": label, **timing,
             "device": device_name(model.device), "precision": getattr(cfg, "precision", "fp32"),
             "batch_size": getattr(model, "effective_batch_size", getattr(cfg, "batch_size", None)),
             "harness_revision": harness_revision(), "date": dt.date.today().isoformat()}

@@ -120,8 +120,9 @@ def bench(
     try:
         data = open_dataset(f"phantom:{preset}", cache=cache)
         dev = resolve_device(device)
-        model = build_for_bench(method, profile, parse_overrides(set_), dev, data.dataset.split("train"))
-        row = bench_row(method, profile, model, time_slice(model, data.dataset.split("test")[0], repeats))
+        overrides = parse_overrides(set_)
+        model = build_for_bench(method, profile, overrides, dev, data.dataset.split("train"))
+        row = bench_row(method, profile, overrides, model, time_slice(model, data.dataset.split("test")[0], repeats))
     except (ConfigError, KeyError, ValueError) as err:
         _fail(str(err))
         return
