@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
     record = _run_record(spec, split, config.model_dump(mode="json"), data, device)
     if distributed.rank() == 0:
         _check_or_write_record(run_dir, record)
+        _remove_stale_temporaries(run_dir)
     distributed.barrier()
 
     method = _obtain_model(spec, method_cls, config, data, run_dir, device)
@@ -106,6 +108,16 @@ def _check_or_write_record(run_dir: Path, record: dict[str, Any]) -> None:
                 raise RunError(f"{path}: existing run has a different {key!r}; use another --out to start afresh")
         return
     write_json(path, record)
+
+
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    """A process killed mid-write (SIGKILL, power loss) leaves its hidden temporary behind, never a half-written
+    target; sweep them when the run is started again."""
+    for leftover in sorted(run_dir.glob("**/.*.tmp*"), reverse=True):
+        if leftover.is_dir():
+            shutil.rmtree(leftover)
+        elif leftover.exists():
+            leftover.unlink()
 
 
 def _obtain_model(spec: RunSpec, method_cls: type[Method], config, data: OpenedDataset, run_dir: Path,

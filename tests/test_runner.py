@@ -65,11 +65,13 @@ def test_crash_then_resume_gives_the_same_result(tmp_path, cache_root, monkeypat
     run_dir = Path(spec.out)
     done_before = len(list(run_dir.rglob("slices/*.json")))
     assert done_before == 2
-    monkeypatch.setattr(runner, "_score_one", real)
+    stale = next(run_dir.rglob("heatmaps")) / ".x.npz.abc.tmp.npz"  # what a SIGKILL mid-write leaves behind
+    stale.write_bytes(b"partial")
     scored = []
     monkeypatch.setattr(runner, "_score_one", lambda m, sl, *a: scored.append(sl.id) or real(m, sl, *a))
     resumed = run(spec)
     assert len(scored) == resumed["slices"] - done_before
+    assert not stale.exists()
     assert _strip(resumed) == _strip(reference)
 
 
