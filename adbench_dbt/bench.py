@@ -72,7 +72,7 @@ def bench_row(method: str, profile: str, overrides: dict[str, Any], model: Metho
     label = profile_label({"profile": profile if method != "engine" else "-", "overrides": overrides})
     return {"method": method, "profile": label, **timing,
             "device": device_name(model.device), "precision": getattr(cfg, "precision", "fp32"),
-            "batch_size": getattr(model, "effective_batch_size", getattr(cfg, "batch_size", None)),
+            "batch_size": getattr(model, "effective_batch_size", None),
             "harness_revision": harness_revision(), "date": dt.date.today().isoformat()}
 
 

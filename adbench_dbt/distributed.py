@@ -44,5 +44,10 @@ def wrap_ddp(module: torch.nn.Module) -> torch.nn.Module:
     return torch.nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
 
 
+def unwrap_ddp(module: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DistributedDataParallel wrapper (itself otherwise): for checkpoints and no-grad calls."""
+    return module.module if isinstance(module, torch.nn.parallel.DistributedDataParallel) else module
+
+
 def module_device(module: torch.nn.Module) -> torch.device:
     return next(module.parameters()).device

@@ -107,6 +107,10 @@ class WindowMethod(Method):
 
     Config: ClassVar[type[WindowConfig]] = WindowConfig
 
+    def __init__(self, config: WindowConfig | None = None, device: str | torch.device = "cpu") -> None:
+        super().__init__(config, device)
+        self.effective_batch_size = self.config.batch_size  # lowered by the engine after an out-of-memory error
+
     @abstractmethod
     def score_windows(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
         """windows: N x 1 x P x P float32 in [0, 1] on self.device -> {variant: N scores} (or N x h x w maps)."""

@@ -232,7 +232,7 @@ def score_slice(method: "WindowMethod", image: np.ndarray, breast: np.ndarray) -
     """
     cfg = method.config
     out = run_on_grid(method.score_windows, image, breast, cfg.window, cfg.stride,
-                      getattr(method, "effective_batch_size", cfg.batch_size), method.device, cfg.skip_background)
+                      method.effective_batch_size, method.device, cfg.skip_background)
     method.effective_batch_size = out.batch_size
     if not out.outputs:
         return {"__windows__": 0} | {v: np.zeros(image.shape, np.float32) for v in method.variants}
@@ -243,8 +243,6 @@ def score_slice(method: "WindowMethod", image: np.ndarray, breast: np.ndarray) -
 def warmup_windows(method: "WindowMethod", image: np.ndarray) -> None:
     """One batch through `score_windows`, so that lazy initialisation and kernel selection are not timed."""
     cfg = method.config
-    grid = WindowGrid(*image.shape, cfg.window, cfg.stride)
-    img = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(method.device)
-    n = min(grid.count, getattr(method, "effective_batch_size", cfg.batch_size))
-    with torch.inference_mode():
-        run_batches(window_view(img, grid), torch.arange(n, device=method.device), method.score_windows, n)
+    n = method.effective_batch_size
+    run_on_grid(method.score_windows, image, np.ones(image.shape, bool), cfg.window, cfg.stride, n, method.device,
+                tissue_only=False, limit=n)

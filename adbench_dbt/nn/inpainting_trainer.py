@@ -20,9 +20,9 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.text import Text
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from adbench_dbt import distributed
+from adbench_dbt.distributed import unwrap_ddp
 from adbench_dbt.config import MethodConfig
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.io import atomic_path
@@ -109,10 +109,6 @@ def flush_denormals() -> Iterator[None]:
         torch.set_flush_denormal(False)
 
 
-def _unwrap(module: nn.Module) -> nn.Module:
-    return module.module if isinstance(module, DistributedDataParallel) else module
-
-
 class InpaintingTrainer:
     """Trains `generator` with `local_critic` (hole crop) and `global_critic` (window) on normal slices."""
 
@@ -141,8 +137,8 @@ class InpaintingTrainer:
         if self.rank != 0:
             return
         directory = Path(directory)
-        save_official(directory, self.iteration, _unwrap(self.generator), _unwrap(self.local_critic),
-                      _unwrap(self.global_critic))
+        save_official(directory, self.iteration, unwrap_ddp(self.generator), unwrap_ddp(self.local_critic),
+                      unwrap_ddp(self.global_critic))
         with atomic_path(directory / OPTIMIZER_FILE) as tmp:
             torch.save({"gen": self.opt_g.state_dict(), "dis": self.opt_d.state_dict(),
                         "iteration": self.iteration, "history": self.history}, tmp)
@@ -156,7 +152,8 @@ class InpaintingTrainer:
         missing = {"gen", "dis", "iteration", "history"} - set(state)
         if missing:
             raise ValueError(f"{path}: not a training checkpoint of this project (missing {sorted(missing)})")
-        load_official(directory, _unwrap(self.generator), _unwrap(self.local_critic), _unwrap(self.global_critic),
+        load_official(directory, unwrap_ddp(self.generator), unwrap_ddp(self.local_critic),
+                      unwrap_ddp(self.global_critic),
                       iteration=int(state["iteration"]), map_location=self.device)
         self.opt_g.load_state_dict(state["gen"])
         self.opt_d.load_state_dict(state["dis"])
@@ -172,7 +169,7 @@ class InpaintingTrainer:
         if checkpoint_dir is not None:
             self.resume(checkpoint_dir)
         rng = np.random.default_rng([cfg.seed, self.rank, self.iteration])
-        generator = _unwrap(self.generator)
+        generator = unwrap_ddp(self.generator)
         l1_sum, l1_count = 0.0, 0
         with generator.dropout_off(), flush_denormals(), self._progress() as progress:
             task = progress.add_task("inpainter", total=cfg.iterations, completed=self.iteration, losses="")
@@ -231,7 +228,7 @@ class InpaintingTrainer:
                         x2: torch.Tensor, x1_done: torch.Tensor, x2_done: torch.Tensor) -> dict[str, float]:
         cfg, w = self.config, self.discount
         known = 1 - mask
-        critics = (_unwrap(self.local_critic), _unwrap(self.global_critic))  # no critic gradients here
+        critics = (unwrap_ddp(self.local_critic), unwrap_ddp(self.global_critic))  # no critic gradients here
         for critic in critics:
             critic.requires_grad_(False)
         try:
