@@ -12,6 +12,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from adbench_dbt.errors import ConfigError
+
 AssemblyMode = Literal["grid-bicubic", "centered", "centered-nearest", "averaged"]
 
 
@@ -31,10 +33,6 @@ class WindowConfig(MethodConfig):
     batch_size: int = Field(32, ge=1, description="windows per forward pass (halved automatically on OOM)")
     assembly: AssemblyMode = "grid-bicubic"
     skip_background: bool = Field(False, description="skip windows without breast tissue (off in paper profiles)")
-
-
-class ConfigError(ValueError):
-    """A profile or override that does not validate; the message names the method and the key."""
 
 
 def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""Atomic writes: a crash never leaves a half-written file or directory behind."""
+"""Atomic writes (a crash never leaves a half-written file or directory behind) and the one safe checkpoint reader.
+
+OS errors while writing (permission denied, disk full) become a `FileSystemError` that names the target file, and
+torch files are only ever read with `weights_only=True`; a refusal becomes a `CheckpointError` naming the file.
+"""
 from __future__ import annotations
 
 import json
@@ -11,18 +15,27 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from adbench_dbt.errors import CheckpointError, FileSystemError, describe_os_error
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in the same directory; rename it over `path` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    except OSError as err:
+        raise FileSystemError(f"cannot write {path}: {describe_os_error(err, path.parent)}") from err
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         os.replace(tmp, path)
+    except FileSystemError:
+        raise
+    except OSError as err:  # e.g. 'No space left on device', or numpy's '12288 requested and 12160 written'
+        raise FileSystemError(f"cannot write {path}: {err.strerror or err}") from err
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -31,8 +44,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def atomic_directory(path: str | Path) -> Iterator[Path]:
     """Build a directory under a temporary name and move it into place (replacing an old one) on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as err:
+        raise FileSystemError(f"cannot write {path}: {describe_os_error(err, path.parent)}") from err
     try:
         yield tmp
         if path.exists():
@@ -43,6 +59,10 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except FileSystemError:
+        raise
+    except OSError as err:
+        raise FileSystemError(f"cannot write {path}: {err.strerror or err}") from err
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -66,6 +86,33 @@ def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **arrays)
+
+
+def load_weights(path: str | Path, map_location: Any = "cpu") -> Any:
+    """`torch.load(path, weights_only=True)`; anything it refuses or cannot read is a CheckpointError naming `path`.
+
+    A pickle that would run code is refused by torch's restricted unpickler before anything executes; the message
+    never suggests turning `weights_only` off.
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: refused to load: the file holds objects other than tensors and plain "
+                              f"containers ({first.removeprefix('Weights only load failed. ')[:160]}); expected a "
+                              "state dict saved with torch.save") from None
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot read checkpoint ({describe_os_error(err, path)})") from None
+    except (RuntimeError, EOFError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({first[:160]})") from None
 
 
 def _json_default(obj: Any) -> Any:

@@ -1,6 +1,6 @@
-"""One error type for bad dataset input, so the CLI and `prepare` can report it without a traceback."""
+"""Bad dataset input: `DataError` is part of the harness's one error policy (`adbench_dbt.errors`)."""
 from __future__ import annotations
 
+from adbench_dbt.errors import DataError
 
-class DataError(ValueError):
-    """The dataset on disk is not what BCS-DBT looks like; the message names the file and the problem."""
+__all__ = ["DataError"]
