@@ -5,6 +5,7 @@ import timm
 import torch
 
 from adbench_dbt.config import ConfigError
+from adbench_dbt.errors import CheckpointError
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.registry import create_method
 from adbench_dbt.methods.cutpaste.augment import (AREA_RATIO, ASPECT_RATIO, SCAR_LENGTH, SCAR_WIDTH, color_jitter,
@@ -119,7 +120,7 @@ def test_pretrained_weights_come_from_a_local_file(tmp_path) -> None:
     torch.testing.assert_close(method.net.encoder.conv1.weight, rgb.conv1.weight.sum(1, keepdim=True))
     torch.testing.assert_close(method.net.encoder.layer4[1].conv2.weight, rgb.layer4[1].conv2.weight)
     missing = create_method("cutpaste", "smoke", {"pretrained_path": str(tmp_path / "nope.pt")})
-    with pytest.raises(FileNotFoundError, match="nope.pt"):
+    with pytest.raises(CheckpointError, match="nope.pt"):
         missing.fit([_slice(0)])
 
 

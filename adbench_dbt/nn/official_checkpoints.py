@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from adbench_dbt.io import atomic_path
+from adbench_dbt.errors import CheckpointError
+from adbench_dbt.io import atomic_path, load_weights
 
 _GEN = re.compile(r"^gen_(\d+)\.pt$")
 
@@ -21,7 +22,7 @@ def checkpoint_iterations(directory: str | Path) -> list[int]:
     """Iterations with a `gen_*.pt` in `directory`, ascending."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"{directory}: checkpoint directory does not exist")
+        raise CheckpointError(f"{directory}: checkpoint directory does not exist")
     return sorted(int(m.group(1)) for p in directory.iterdir() if (m := _GEN.match(p.name)))
 
 
@@ -32,11 +33,11 @@ def find_checkpoint(directory: str | Path, iteration: int | None = None) -> tupl
     complete = [i for i in available if (directory / f"dis_{i:08d}.pt").exists()]
     if iteration is None:
         if not complete:
-            raise FileNotFoundError(f"{directory}: no gen_XXXXXXXX.pt with a matching dis_XXXXXXXX.pt "
+            raise CheckpointError(f"{directory}: no gen_XXXXXXXX.pt with a matching dis_XXXXXXXX.pt "
                                     f"(found generator iterations {available})")
         iteration = complete[-1]
     elif iteration not in complete:
-        raise FileNotFoundError(f"{directory}: no complete checkpoint for iteration {iteration}; "
+        raise CheckpointError(f"{directory}: no complete checkpoint for iteration {iteration}; "
                                 f"available: {complete}")
     return directory / f"gen_{iteration:08d}.pt", directory / f"dis_{iteration:08d}.pt"
 
@@ -50,23 +51,24 @@ def _strip_prefix(state: dict[str, Any]) -> dict[str, Any]:
 
 def _load_into(module: nn.Module, state: Any, source: str) -> None:
     if not isinstance(state, dict):
-        raise ValueError(f"{source}: expected a state dict, got {type(state).__name__}")
+        raise CheckpointError(f"{source}: expected a state dict, got {type(state).__name__}")
     try:
         module.load_state_dict(_strip_prefix(state), strict=True)
     except RuntimeError as err:
-        raise ValueError(f"{source}: does not match the network built from the config "
-                         f"(window/hole/cnum/FOV?): {err}") from None
+        first = str(err).strip().splitlines()[0]
+        raise CheckpointError(f"{source}: does not match the network built from the config "
+                              f"(window/hole/cnum/FOV?): {first[:200]}") from None
 
 
 def load_official(directory: str | Path, generator: nn.Module, local_critic: nn.Module, global_critic: nn.Module,
                   iteration: int | None = None, map_location: str | torch.device = "cpu") -> int:
     """Load gen/dis of `iteration` (default latest) strictly into the given nets; returns the iteration."""
     gen_path, dis_path = find_checkpoint(directory, iteration)
-    _load_into(generator, torch.load(gen_path, map_location=map_location, weights_only=True), str(gen_path))
-    critics = torch.load(dis_path, map_location=map_location, weights_only=True)
+    _load_into(generator, load_weights(gen_path, map_location), str(gen_path))
+    critics = load_weights(dis_path, map_location)
     if not isinstance(critics, dict) or set(critics) != {"localD", "globalD"}:
         keys = sorted(critics) if isinstance(critics, dict) else type(critics).__name__
-        raise ValueError(f"{dis_path}: expected a dict with keys 'localD' and 'globalD', got {keys}")
+        raise CheckpointError(f"{dis_path}: expected a dict with keys 'localD' and 'globalD', got {keys}")
     _load_into(local_critic, critics["localD"], f"{dis_path}['localD']")
     _load_into(global_critic, critics["globalD"], f"{dis_path}['globalD']")
     return int(_GEN.match(gen_path.name).group(1))

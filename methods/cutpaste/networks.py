@@ -9,6 +9,9 @@ import torch
 from timm.models import adapt_input_conv
 from torch import nn
 
+from adbench_dbt.errors import CheckpointError
+from adbench_dbt.io import load_weights
+
 # ImageNet statistics averaged over RGB: keeps optional ImageNet-pretrained weights in their expected range.
 GRAY_MEAN, GRAY_STD = 0.449, 0.226
 
@@ -43,14 +46,14 @@ class CutPasteNet(nn.Module):
         to one channel, the ImageNet `fc` is dropped). Never downloads anything."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"pretrained_path {path}: no such file (expected a ResNet-18 state dict)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+            raise CheckpointError(f"pretrained_path {path}: no such file (expected a ResNet-18 state dict)")
+        state = load_weights(path)
         if not isinstance(state, dict):
-            raise ValueError(f"pretrained_path {path}: expected a state dict, got {type(state).__name__}")
+            raise CheckpointError(f"pretrained_path {path}: expected a state dict, got {type(state).__name__}")
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         if "conv1.weight" in state and state["conv1.weight"].shape[1] != 1:
             state["conv1.weight"] = adapt_input_conv(1, state["conv1.weight"])
         missing, unexpected = self.encoder.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise ValueError(f"pretrained_path {path}: not a ResNet-18 state dict "
+            raise CheckpointError(f"pretrained_path {path}: not a ResNet-18 state dict "
                              f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
