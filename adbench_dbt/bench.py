@@ -51,7 +51,8 @@ def build_for_bench(method: str, profile: str, overrides: dict[str, Any], device
 
 
 def time_slice(model: Method, sl: Slice, repeats: int) -> dict[str, Any]:
-    """Median seconds of `repeats` score_map calls after one warm-up."""
+    """Median seconds of `repeats` score_map calls after one warm-up (pixels read once, before timing)."""
+    sl = sl.pinned()
     model.warmup(sl)
     times = []
     for _ in range(repeats):
@@ -68,11 +69,10 @@ def time_slice(model: Method, sl: Slice, repeats: int) -> dict[str, Any]:
 
 def bench_row(method: str, profile: str, overrides: dict[str, Any], model: Method,
               timing: dict[str, Any]) -> dict[str, Any]:
-    cfg = model.config
-    label = profile_label({"profile": profile if method != "engine" else "-", "overrides": overrides})
+    label = profile_label(profile if method != "engine" else "-", overrides)
     return {"method": method, "profile": label, **timing,
-            "device": device_name(model.device), "precision": getattr(cfg, "precision", "fp32"),
-            "batch_size": getattr(model, "effective_batch_size", None),
+            "device": device_name(model.device), "precision": model.precision,
+            "batch_size": model.batch_size_used,
             "harness_revision": harness_revision(), "date": dt.date.today().isoformat()}
 
 

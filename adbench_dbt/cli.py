@@ -1,20 +1,78 @@
-"""The `adbench` command line."""
+"""The `adbench` command line.
+
+`main()` is the entry point and applies the harness's one error policy (`adbench_dbt.errors`): an expected failure
+prints one line `error: ...` naming the culprit and exits with its documented code; `--debug` (or ADBENCH_DEBUG=1)
+adds the traceback. Commands raise; they never print errors themselves.
+"""
 from __future__ import annotations
 
+import os
+import sys
+import traceback
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from adbench_dbt.config import ConfigError, parse_overrides
+from adbench_dbt.config import parse_overrides
+from adbench_dbt.errors import (EXIT_FILESYSTEM, EXIT_INTERNAL, EXIT_INTERRUPTED, AdbenchError, ConfigError,
+                                describe_os_error)
 
 app = typer.Typer(help="Benchmark unsupervised anomaly localization on digital breast tomosynthesis (BCS-DBT).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 _probe = Console()
 console = _probe if _probe.is_terminal else Console(width=160)  # logs and pipes get a wide table
+_state = {"debug": False}
+
+
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", envvar="ADBENCH_DEBUG",
+                                        help="show the full traceback of an error")) -> None:
+    """Benchmark unsupervised anomaly localization on digital breast tomosynthesis (BCS-DBT)."""
+    _state["debug"] = debug
+
+
+def _error_line(message: str) -> None:
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the CLI; every failure ends as one line and a documented exit code (see README, 'When something goes
+    wrong')."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    _state["debug"] = "--debug" in args or os.environ.get("ADBENCH_DEBUG", "") not in ("", "0")
+    args = [a for a in args if a != "--debug"]  # accepted anywhere on the line, not only before the command
+    code = 0
+    try:
+        result = app(args=args, standalone_mode=False, prog_name="adbench")
+        code = result if isinstance(result, int) else 0
+    except typer.Exit as done:
+        code = done.exit_code
+    except typer.TyperException as usage:  # bad option or argument: the parser's own message and code (2)
+        usage.show()
+        code = usage.exit_code
+    except (KeyboardInterrupt, typer.Abort):
+        _error_line("interrupted; run the same command again to resume where it stopped")
+        code = EXIT_INTERRUPTED
+    except AdbenchError as err:
+        code = _report(err, str(err), err.exit_code)
+    except OSError as err:  # an OS error on a path the user gave that no layer turned into a FileSystemError
+        code = _report(err, describe_os_error(err), EXIT_FILESYSTEM)
+    except Exception as err:  # a bug: still one line, with the way to the traceback
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        code = _report(err, f"internal error: {type(err).__name__}: {detail} (rerun with --debug for the "
+                            "traceback and report it)", EXIT_INTERNAL)
+    sys.exit(code)
+
+
+def _report(err: BaseException, message: str, code: int) -> int:
+    if _state["debug"]:
+        traceback.print_exception(err)
+    _error_line(message)
+    return code
 
 
 def _mount_data_commands() -> None:
@@ -26,17 +84,15 @@ def _mount_data_commands() -> None:
 _mount_data_commands()
 
 
-def _fail(message: str) -> None:
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(code=2)
-
-
 @app.command()
 def run(
     method: str = typer.Option(..., "--method", "-m", help="registered method name (see `adbench methods`)"),
     dataset: str = typer.Option("phantom", help="'phantom' (embedded demo), 'phantom:tiny|demo|full', or a BCS-DBT root"),
     profile: str = typer.Option("demo", help="named profile: paper | demo | smoke"),
     set_: list[str] = typer.Option([], "--set", help="override a config field: key=value (repeatable)"),
+    protocol: Optional[str] = typer.Option(None, help="split protocol: picard | swiecicki (default: picard)"),
+    split_option: list[str] = typer.Option([], "--split-option",
+                                           help="override a split-definition field: key=value (repeatable)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     checkpoint: Optional[Path] = typer.Option(None, help="saved model dir, or a dir of official gen_*.pt/dis_*.pt"),
     out: Path = typer.Option(Path("runs"), help="runs directory (a run resumes when started again)"),
@@ -51,22 +107,21 @@ def run(
     from adbench_dbt.leaderboard import merge, print_table, rows_from_summary
     from adbench_dbt.runner import RunSpec, run as run_benchmark
 
-    try:
-        spec = RunSpec(method=method, dataset=dataset, profile=profile, overrides=parse_overrides(set_),
-                       split=split, device=device, checkpoint=str(checkpoint) if checkpoint else None, out=str(out),
-                       cache=str(cache) if cache else None, breast_only=breast_only, overlays=overlays)
-        summary = run_benchmark(spec)
-    except (ConfigError, KeyError, FileNotFoundError, ValueError) as err:
-        _fail(str(err).strip("'\""))
-        return
+    split_options = parse_overrides(split_option)
+    if protocol is not None:
+        split_options["protocol"] = protocol
+    spec = RunSpec(method=method, dataset=dataset, profile=profile, overrides=parse_overrides(set_), split=split,
+                   split_options=split_options, device=device, checkpoint=str(checkpoint) if checkpoint else None,
+                   out=str(out), cache=str(cache) if cache else None, breast_only=breast_only, overlays=overlays)
+    summary = run_benchmark(spec)
     if distributed.rank() != 0:
         return
     import pandas as pd
 
     table = pd.DataFrame(rows_from_summary(summary))
     if leaderboard is not None:
-        merge(leaderboard, summary["dataset"], [summary])
-    print_table(table, f"{summary['dataset']} · {summary['slices']} slices · {summary['run_dir']}", console)
+        merge(leaderboard, summary.dataset, [summary])
+    print_table(table, f"{summary.dataset} · {summary.slices} slices · {summary.run_dir}", console)
 
 
 @app.command()
@@ -91,11 +146,14 @@ def leaderboard_cmd(
     """Merge run summaries into leaderboards/<dataset>.csv and .md and print them."""
     from adbench_dbt.leaderboard import collect_summaries, merge, print_table
 
-    found = collect_summaries(runs)
+    found, rejected = collect_summaries(runs)
+    for message in rejected:
+        Console(stderr=True, soft_wrap=True).print(f"[yellow]not used:[/] {escape(message)}", highlight=False)
     if dataset:
         found = {k: v for k, v in found.items() if k == dataset}
     if not found:
-        _fail(f"no run summaries (summary.json) found under {runs}")
+        raise ConfigError(f"--runs {runs}: no usable run summaries (summary.json)"
+                          + (f" for dataset {dataset!r}" if dataset else ""))
     for tag, summaries in found.items():
         table = merge(out, tag, summaries)
         print_table(table, f"{tag} ({out / (tag + '.csv')})", console)
@@ -117,18 +175,14 @@ def bench(
     from adbench_dbt.datasets_resolve import open_dataset
     from adbench_dbt.timing import resolve_device
 
-    try:
-        data = open_dataset(f"phantom:{preset}", cache=cache)
-        dev = resolve_device(device)
-        overrides = parse_overrides(set_)
-        model = build_for_bench(method, profile, overrides, dev, data.dataset.split("train"))
-        row = bench_row(method, profile, overrides, model, time_slice(model, data.dataset.split("test")[0], repeats))
-    except (ConfigError, KeyError, ValueError) as err:
-        _fail(str(err))
-        return
+    dev = resolve_device(device)
+    overrides = parse_overrides(set_)
+    data = open_dataset(f"phantom:{preset}", cache=cache)
+    model = build_for_bench(method, profile, overrides, dev, data.dataset.split("train"))
+    row = bench_row(method, profile, overrides, model, time_slice(model, data.dataset.split("test")[0], repeats))
     table = merge_bench(out, [row])
     console.print(table.tail(1).T.to_string(header=False))
 
 
 if __name__ == "__main__":
-    app()
+    main()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -104,10 +105,11 @@ def load_weights(path: str | Path, map_location: Any = "cpu") -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: refused to load: the file holds objects other than tensors and plain "
-                              f"containers ({first.removeprefix('Weights only load failed. ')[:160]}); expected a "
-                              "state dict saved with torch.save") from None
+        found = re.search(r"Unsupported (global|operand)[^.\n]*", str(err))
+        what = found.group(0).replace("GLOBAL ", "") if found else "an object that is not a tensor or a container"
+        raise CheckpointError(f"{path}: refused to load: it contains objects that only a full unpickle would "
+                              f"build, which can run arbitrary code ({what}); expected a "
+                              "state dict of tensors saved with torch.save(model.state_dict())") from None
     except OSError as err:
         raise CheckpointError(f"{path}: cannot read checkpoint ({describe_os_error(err, path)})") from None
     except (RuntimeError, EOFError, ValueError) as err:

@@ -5,7 +5,6 @@ Results are comparable only between rows with the same fingerprint (the same sli
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterable
@@ -14,7 +13,9 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from adbench_dbt.errors import RunError
 from adbench_dbt.io import atomic_path, write_text
+from adbench_dbt.summary import RunSummary
 
 KEY = ["method", "variant", "profile", "fingerprint"]
 COLUMNS = KEY[:3] + ["auroc", "auroc_low", "auroc_high", "ap", "ap_low", "ap_high", "auroc_breast",
@@ -23,47 +24,59 @@ COLUMNS = KEY[:3] + ["auroc", "auroc_low", "auroc_high", "ap", "ap_low", "ap_hig
                      "fingerprint", "split", "harness_revision", "date"]
 
 
-def profile_label(summary: dict[str, Any]) -> str:
+INTEGER_COLUMNS = ("slices", "batch_size")
+
+
+def profile_label(profile: str, overrides: dict[str, Any]) -> str:
     """The profile plus any --set overrides ('demo stride=16'): an overridden run never replaces the profile's row."""
-    overrides = summary.get("overrides") or {}
-    return " ".join([summary["profile"], *(f"{k}={v}" for k, v in sorted(overrides.items()))])
+    return " ".join([profile, *(f"{k}={v}" for k, v in sorted((overrides or {}).items()))])
 
 
-def rows_from_summary(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    timing = summary["timing"]
+def rows_from_summary(summary: RunSummary) -> list[dict[str, Any]]:
+    timing = summary.timing
     rows = []
-    for variant, m in summary["variants"].items():
+    for variant, m in summary.variants.items():
         rows.append({
-            "method": summary["method"], "variant": variant, "profile": profile_label(summary),
-            "auroc": m["auroc"], "auroc_low": m["auroc_ci"][0], "auroc_high": m["auroc_ci"][1],
-            "ap": m["ap"], "ap_low": m["ap_ci"][0], "ap_high": m["ap_ci"][1],
-            "auroc_breast": m["auroc_breast"], "auroc_breast_low": m["auroc_breast_ci"][0],
-            "auroc_breast_high": m["auroc_breast_ci"][1],
-            "inout_ratio": m["inout_ratio"], "inout_std": m["inout_ratio_std"],
-            "ms_per_patch": timing["ms_per_patch"], "s_per_slice": timing["s_per_slice"],
-            "fit_s": timing["fit_seconds"], "slices": m["slices_scored"], "device": summary["device"],
-            "precision": summary["precision"], "batch_size": summary["batch_size"],
-            "fingerprint": summary["fingerprint"], "split": summary["split"],
-            "harness_revision": summary["harness_revision"], "date": summary["date"],
+            "method": summary.method, "variant": variant, "profile": profile_label(summary.profile, summary.overrides),
+            "auroc": m.auroc, "auroc_low": m.auroc_ci[0], "auroc_high": m.auroc_ci[1],
+            "ap": m.ap, "ap_low": m.ap_ci[0], "ap_high": m.ap_ci[1],
+            "auroc_breast": m.auroc_breast, "auroc_breast_low": m.auroc_breast_ci[0],
+            "auroc_breast_high": m.auroc_breast_ci[1],
+            "inout_ratio": m.inout_ratio, "inout_std": m.inout_ratio_std,
+            "ms_per_patch": timing.ms_per_patch, "s_per_slice": timing.s_per_slice,
+            "fit_s": timing.fit_seconds, "slices": m.slices_scored, "device": summary.device,
+            "precision": summary.precision, "batch_size": summary.batch_size,
+            "fingerprint": summary.fingerprint, "split": summary.split,
+            "harness_revision": summary.harness_revision, "date": summary.date,
         })
     return rows
 
 
-def collect_summaries(runs: Path) -> dict[str, list[dict[str, Any]]]:
-    """{dataset tag: [summary, ...]} for every summary.json below `runs`, oldest first."""
-    found: dict[str, list[dict[str, Any]]] = {}
+def collect_summaries(runs: Path) -> tuple[dict[str, list[RunSummary]], list[str]]:
+    """({dataset tag: [summary, ...]} for every readable summary.json below `runs`, oldest first;
+    one message per summary that could not be used: old format, foreign file)."""
+    found: dict[str, list[RunSummary]] = {}
+    rejected: list[str] = []
     for path in sorted(Path(runs).glob("**/summary.json"), key=lambda p: p.stat().st_mtime):
-        summary = json.loads(path.read_text())
-        found.setdefault(summary["dataset"], []).append(summary)
-    return found
+        try:
+            summary = RunSummary.read(path)
+        except RunError as err:
+            rejected.append(str(err))
+            continue
+        found.setdefault(summary.dataset, []).append(summary)
+    return found, rejected
 
 
-def merge(out_dir: Path, dataset: str, summaries: Iterable[dict[str, Any]]) -> pd.DataFrame:
+def merge(out_dir: Path, dataset: str, summaries: Iterable[RunSummary]) -> pd.DataFrame:
     """Merge rows into leaderboards/<dataset>.csv (+ .md); rows of the same key are replaced by newer ones."""
     csv_path = Path(out_dir) / f"{dataset}.csv"
     old = pd.read_csv(csv_path, dtype={"fingerprint": str}) if csv_path.exists() else pd.DataFrame(columns=COLUMNS)
     new = pd.DataFrame([row for s in summaries for row in rows_from_summary(s)], columns=COLUMNS)
-    table = pd.concat([old, new], ignore_index=True).drop_duplicates(subset=KEY, keep="last")
+    frames = [df for df in (old, new) if not df.empty]
+    table = pd.concat(frames, ignore_index=True) if frames else new
+    table = table.drop_duplicates(subset=KEY, keep="last")
+    for column in INTEGER_COLUMNS:  # window counts are integers, also when some rows have none
+        table[column] = pd.to_numeric(table[column]).round().astype("Int64")
     table = table.sort_values(["fingerprint", "auroc"], ascending=[True, False], kind="stable")[COLUMNS]
     with atomic_path(csv_path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
@@ -72,7 +85,7 @@ def merge(out_dir: Path, dataset: str, summaries: Iterable[dict[str, Any]]) -> p
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, float):
         return f"{value:.{digits}f}"

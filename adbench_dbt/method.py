@@ -6,6 +6,7 @@ returning one float32 H x W heatmap per score variant from a single pass. Slidin
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 from abc import ABC, abstractmethod
@@ -17,18 +18,27 @@ import torch
 
 from adbench_dbt.config import MethodConfig, WindowConfig, build_config, load_profiles
 from adbench_dbt.data.slices import Slice
-from adbench_dbt.io import atomic_directory
+from adbench_dbt.errors import CheckpointError
+from adbench_dbt.io import atomic_directory, load_weights
 
 Heatmaps = dict[str, np.ndarray]
 
 
 class Method(ABC):
-    """Base class. Subclasses set `name`, `paper`, `variants`, `Config` and implement fit/score_map."""
+    """Base class. Subclasses set `name`, `paper`, `variants`, `Config` and implement fit/score_map.
+
+    Everything the harness may call on a method is declared here, with a default where it is optional:
+    `fit`, `score_map` (required); `warmup`, `prepare_untrained`, `state_dict`/`load_state_dict`,
+    `from_checkpoint` (foreign checkpoint formats), `checkpoint_files` (what identifies a checkpoint),
+    `supports_distributed_fit`, `precision` and `batch_size_used` (recorded with every result).
+    """
 
     name: ClassVar[str]
     paper: ClassVar[str] = ""
     variants: ClassVar[tuple[str, ...]] = ("score",)
     Config: ClassVar[type[MethodConfig]] = MethodConfig
+    # True when fit() runs on every torchrun rank and synchronises itself (DDP); False: rank 0 fits alone.
+    supports_distributed_fit: ClassVar[bool] = False
 
     def __init__(self, config: MethodConfig | None = None, device: str | torch.device = "cpu") -> None:
         self.config = config if config is not None else self.Config()
@@ -69,6 +79,16 @@ class Method(ABC):
     def warmup(self, sl: Slice) -> None:
         """Run a small amount of scoring work so that timings exclude one-off start-up costs."""
 
+    @property
+    def precision(self) -> str:
+        """The dtype scoring runs in, as recorded on leaderboards; methods that autocast report their dtype."""
+        return "fp32"
+
+    @property
+    def batch_size_used(self) -> int | None:
+        """Windows per forward pass in the last scoring (None for methods that do not batch windows)."""
+        return None
+
     # ---- persistence -------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything fit() learned, as tensors/numbers/strings (loadable with weights_only=True)."""
@@ -88,18 +108,90 @@ class Method(ABC):
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> "Method":
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu",
+             config: MethodConfig | None = None) -> "Method":
+        """A model saved by `save`. With `config`, the saved weights are loaded into a model built from it (e.g.
+        another stride); a config that builds different networks is a CheckpointError naming the file."""
         directory = Path(directory)
-        meta_path = directory / "config.json"
-        if not meta_path.exists():
-            raise FileNotFoundError(f"{directory}: not a saved {cls.name} model (config.json missing)")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("method") != cls.name:
-            raise ValueError(f"{meta_path}: saved method is {meta.get('method')!r}, not {cls.name!r}")
-        method = cls(cls.Config.model_validate(meta["config"]), device=device)
-        state = torch.load(directory / "state.pt", map_location=method.device, weights_only=True)
-        method.load_state_dict(state)
+        meta = read_saved_meta(directory)
+        if meta["method"] != cls.name:
+            raise CheckpointError(f"{directory / 'config.json'}: saved method is {meta['method']!r}, "
+                                  f"not {cls.name!r}")
+        if config is None:
+            try:
+                config = cls.Config.model_validate(meta["config"])
+            except Exception as err:  # pydantic's ValidationError: fields of another harness version
+                raise CheckpointError(f"{directory / 'config.json'}: saved config does not validate for "
+                                      f"{cls.name!r}: {str(err).splitlines()[0]}") from None
+        method = cls(config, device=device)
+        method.load_weights_file(directory / "state.pt")
         return method
+
+    def load_weights_file(self, path: Path) -> None:
+        """load_state_dict from a torch file; a refused, unreadable or mismatched file is a CheckpointError."""
+        state = load_weights(path, map_location=self.device)
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{path}: expected a state dict, got {type(state).__name__}")
+        try:
+            self.load_state_dict(state)
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"{path}: does not fit method {self.name!r} with this config "
+                                  f"({first[:200]})") from None
+
+    @classmethod
+    def from_checkpoint(cls, path: Path, config: MethodConfig, device: str | torch.device = "cpu") -> "Method":
+        """A model from a checkpoint in a foreign format (e.g. a paper's released weights). None by default."""
+        raise CheckpointError(f"{path}: no config.json (not a saved adbench model), and method {cls.name!r} "
+                              "reads no other checkpoint format")
+
+    @classmethod
+    def checkpoint_files(cls, path: Path, config: MethodConfig) -> list[Path]:
+        """The files whose bytes identify what `restore(path, config)` loads (hashed into the run's identity)."""
+        if path.is_file():
+            return [path]
+        if (path / "config.json").is_file():
+            return [path / "config.json", path / "state.pt"]
+        return sorted(p for p in path.rglob("*") if p.is_file())
+
+    @classmethod
+    def restore(cls, path: str | Path, config: MethodConfig, device: str | torch.device = "cpu") -> "Method":
+        """The one way a checkpoint becomes a model: a `save` directory, else the method's foreign format."""
+        path = Path(path)
+        if not path.exists():
+            raise CheckpointError(f"{path}: checkpoint not found")
+        if (path / "config.json").is_file():
+            return cls.load(path, device=device, config=config)
+        return cls.from_checkpoint(path, config, device)
+
+
+def read_saved_meta(directory: Path) -> dict[str, Any]:
+    """config.json of a saved model, checked: {'method': name, 'config': {...}}."""
+    meta_path = directory / "config.json"
+    if not meta_path.is_file():
+        raise CheckpointError(f"{directory}: not a saved adbench model (config.json missing)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{meta_path}: unreadable ({err})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("method"), str) or not isinstance(meta.get("config"), dict):
+        raise CheckpointError(f"{meta_path}: expected {{\"method\": name, \"config\": {{...}}}}")
+    return meta
+
+
+def files_sha256(files: Sequence[Path], root: Path) -> str:
+    """sha256 over (relative name, bytes) of `files`: the content identity of a checkpoint."""
+    digest = hashlib.sha256()
+    for path in files:
+        try:
+            name = path.relative_to(root).as_posix() if path != root else path.name
+            digest.update(name.encode() + b"\0")
+            with open(path, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
+        except OSError as err:
+            raise CheckpointError(f"{path}: cannot read checkpoint ({err.strerror or err})") from None
+    return digest.hexdigest()
 
 
 class WindowMethod(Method):
@@ -114,6 +206,10 @@ class WindowMethod(Method):
     @abstractmethod
     def score_windows(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
         """windows: N x 1 x P x P float32 in [0, 1] on self.device -> {variant: N scores} (or N x h x w maps)."""
+
+    @property
+    def batch_size_used(self) -> int | None:
+        return self.effective_batch_size
 
     def score_map(self, sl: Slice) -> Heatmaps:
         from adbench_dbt.windows import score_slice

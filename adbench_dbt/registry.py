@@ -5,10 +5,11 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Callable, overload
 
 import torch
 
+from adbench_dbt.errors import ConfigError
 from adbench_dbt.method import Method
 
 ENTRY_POINT_GROUP = "adbench_dbt.methods"
@@ -16,18 +17,38 @@ _REGISTRY: dict[str, type[Method]] = {}
 _discovered = False
 
 
-def register_method(cls: type[Method]) -> type[Method]:
-    """Class decorator: make `cls` available as `cls.name` to create_method and the CLI."""
+@overload
+def register_method(cls: type[Method], *, replace: bool = False) -> type[Method]: ...
+
+
+@overload
+def register_method(cls: None = None, *, replace: bool = False) -> Callable[[type[Method]], type[Method]]: ...
+
+
+def register_method(cls: type[Method] | None = None, *, replace: bool = False):
+    """Class decorator: make `cls` available as `cls.name` to create_method and the CLI.
+
+    A name that is already taken is an error naming both classes, so a plug-in never silently shadows a built-in;
+    `@register_method(replace=True)` replaces on purpose. Re-importing the same class (same module and name) is
+    not a clash.
+    """
+    if cls is None:
+        return lambda klass: register_method(klass, replace=replace)
     if not (isinstance(cls, type) and issubclass(cls, Method)):
         raise TypeError(f"register_method expects a Method subclass, got {cls!r}")
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
         raise TypeError(f"{cls.__qualname__} must set a non-empty class attribute `name`")
     existing = _REGISTRY.get(name)
-    if existing is not None and existing is not cls and existing.__qualname__ != cls.__qualname__:
-        raise ValueError(f"method name {name!r} is already registered by {existing.__module__}.{existing.__qualname__}")
+    if existing is not None and not replace and _qualified(existing) != _qualified(cls):
+        raise ValueError(f"method name {name!r} is already registered by {_qualified(existing)}; "
+                         f"{_qualified(cls)} cannot take it (pass replace=True to replace it on purpose)")
     _REGISTRY[name] = cls
     return cls
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _discover() -> None:
@@ -45,7 +66,7 @@ def _discover() -> None:
         try:
             obj = ep.load()
         except Exception as err:  # a broken plug-in must not hide the built-ins; say which one failed
-            raise RuntimeError(f"entry point {ep.name!r} ({ep.value}) of group {ENTRY_POINT_GROUP!r} "
+            raise ConfigError(f"entry point {ep.name!r} ({ep.value}) of group {ENTRY_POINT_GROUP!r} "
                                f"failed to load: {err}") from err
         if obj not in _REGISTRY.values():
             register_method(obj)
@@ -59,7 +80,7 @@ def available_methods() -> dict[str, type[Method]]:
 def get_method(name: str) -> type[Method]:
     methods = available_methods()
     if name not in methods:
-        raise KeyError(f"unknown method {name!r}; available: {', '.join(methods)}")
+        raise ConfigError(f"unknown method {name!r}; available: {', '.join(methods)}")
     return methods[name]
 
 

@@ -1,8 +1,11 @@
 """`adbench run`: fit (or load) -> score every test slice -> heatmaps, per-slice metrics, overlays -> summary.
 
-Resumable: every finished slice leaves `slices/<id>.json` (written last, atomically), so a killed run started again
-with the same command skips finished slices and ends with the same summary. Under torchrun the test slices are
-sharded across ranks and rank 0 merges.
+Before any training, `preflight` checks everything the run will need (device, config, checkpoint, the test and
+training splits present, cached and non-empty, the output writable), so a bad input costs seconds, not a training.
+A run directory is named after the content of what the run loads (config, split manifest, checkpoint bytes), so
+changed inputs never reuse old results. Resumable: every finished slice leaves `slices/<id>.json` (written last,
+atomically), so a killed run started again with the same command skips finished slices and ends with the same
+summary. Under torchrun the test slices are sharded across ranks and rank 0 merges.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import shutil
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -22,17 +25,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from adbench_dbt import distributed
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.datasets_resolve import OpenedDataset, open_dataset
+from adbench_dbt.config import MethodConfig, build_config
+from adbench_dbt.errors import AdbenchError, RunError
 from adbench_dbt.io import save_npz, write_json
+from adbench_dbt.method import Method, files_sha256
 from adbench_dbt.metrics import SingleClassError, bootstrap_mean, slice_metrics
-from adbench_dbt.method import Method
 from adbench_dbt.overlay import render_overlay
 from adbench_dbt.provenance import environment, stable_hash
 from adbench_dbt.registry import get_method
+from adbench_dbt.summary import METRIC_KEYS, RunSummary, SliceMetrics, SliceRecord, Timing, VariantSummary, \
+    read_slice_record
 from adbench_dbt.timing import device_name, resolve_device, stopwatch
-from adbench_dbt.config import build_config
 
 console = Console(stderr=True)
-METRIC_KEYS = ("auroc", "ap", "auroc_breast", "inout_ratio")
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class RunSpec:
     profile: str = "demo"
     overrides: dict[str, Any] = field(default_factory=dict)
     split: str | None = None  # None: the dataset's test split (the documented fallback when test boxes are absent)
+    split_options: dict[str, Any] = field(default_factory=dict)  # protocol and split-definition fields
     device: str = "auto"
     checkpoint: str | None = None
     out: str = "runs"
@@ -50,8 +56,22 @@ class RunSpec:
     overlays: bool = True
 
 
-class RunError(RuntimeError):
-    """A failure that names the method, the slice and the file involved."""
+@dataclass
+class RunPlan:
+    """Everything a run needs, checked before any training or scoring starts."""
+
+    spec: RunSpec
+    method_cls: type[Method]
+    config: MethodConfig
+    device: torch.device
+    data: OpenedDataset
+    split: str
+    test: list[Slice]
+    run_dir: Path
+    record: dict[str, Any]
+    model: Method | None  # loaded from --checkpoint or from the run's cached model; None: must be fitted
+    train: list[Slice]
+    val: list[Slice]
 
 
 def slice_seed(seed: int, slice_id: str) -> int:
@@ -59,51 +79,79 @@ def slice_seed(seed: int, slice_id: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(slice_id.encode())) % (2**63)
 
 
-def run(spec: RunSpec) -> dict[str, Any]:
+def run(spec: RunSpec) -> RunSummary:
+    plan = preflight(spec)
+    method = plan.model if plan.model is not None else _fit(plan)
+    mine = plan.test[distributed.rank()::distributed.world_size()]
+    _score_slices(method, mine, plan.run_dir, spec)
+    distributed.barrier()
+    summary = _summarise(plan, method) if distributed.rank() == 0 else None
+    distributed.barrier()
+    return summary
+
+
+def preflight(spec: RunSpec) -> RunPlan:
+    """Check device, config, checkpoint, data and output before any work; raise the first problem found."""
     device = resolve_device(spec.device)
     is_dist = distributed.init_from_env(device)
     if is_dist and device.type == "cuda":
         device = torch.device("cuda", torch.cuda.current_device())
     method_cls = get_method(spec.method)
     config = build_config(method_cls.Config, method_cls.name, method_cls.profiles(), spec.profile, spec.overrides)
-    data = open_dataset(spec.dataset, cache=spec.cache)
+    checkpoint_sha = None
+    if spec.checkpoint:
+        path = Path(spec.checkpoint)
+        model = method_cls.restore(path, config, device)  # readable and compatible, or a CheckpointError
+        checkpoint_sha = files_sha256(method_cls.checkpoint_files(path, config), path)
+    data = open_dataset(spec.dataset, cache=spec.cache, split_options=spec.split_options)
     split = spec.split or data.dataset.test_split
-    run_key = stable_hash([config.model_dump(mode="json"), data.fingerprint, split, spec.checkpoint,
-                           spec.breast_only])
+    test = data.dataset.split(split)  # present and cached (prepared now if needed), or a DataError
+    if not test:
+        raise RunError(f"dataset {data.tag!r} ({data.root}): split {split!r} has no slices to score")
+    config_json = config.model_dump(mode="json")
+    run_key = stable_hash([config_json, data.fingerprint, split, checkpoint_sha, spec.breast_only])
     run_dir = Path(spec.out) / data.tag / f"{spec.method}-{spec.profile}-{run_key}"
-    record = _run_record(spec, split, config.model_dump(mode="json"), data, device)
+    record = _run_record(spec, split, config_json, data, device, checkpoint_sha)
     if distributed.rank() == 0:
-        _check_or_write_record(run_dir, record)
+        _check_or_write_record(run_dir, record)  # also proves the output directory is writable
         _remove_stale_temporaries(run_dir)
     distributed.barrier()
+    train: list[Slice] = []
+    val: list[Slice] = []
+    if not spec.checkpoint:
+        model_dir = run_dir / "model"
+        if model_dir.exists():
+            model = method_cls.load(model_dir, device=device, config=config)
+        else:
+            model = None
+            train = data.dataset.split("train")
+            if not train:
+                raise RunError(f"dataset {data.tag!r} ({data.root}) has no training slices")
+            val = data.dataset.split("validation") if "validation" in data.dataset.split_names else []
+    return RunPlan(spec, method_cls, config, device, data, split, test, run_dir, record, model, train, val)
 
-    method = _obtain_model(spec, method_cls, config, data, run_dir, device)
-    test = data.dataset.split(split)
-    if not test:
-        raise RunError(f"dataset {data.tag!r} ({data.root}) has no slices in split {split!r}")
-    mine = test[distributed.rank()::distributed.world_size()]
-    _score_slices(method, mine, run_dir, spec)
-    distributed.barrier()
-    summary = _summarise(run_dir, test, record) if distributed.rank() == 0 else {}
-    distributed.barrier()
-    return summary
 
-
-def _run_record(spec: RunSpec, split: str, config: dict, data: OpenedDataset,
-                device: torch.device) -> dict[str, Any]:
+def _run_record(spec: RunSpec, split: str, config: dict, data: OpenedDataset, device: torch.device,
+                checkpoint_sha: str | None) -> dict[str, Any]:
     return {"method": spec.method, "profile": spec.profile, "overrides": spec.overrides, "config": config,
             "seed": config.get("seed", 0), "dataset": data.tag, "dataset_root": str(data.root),
-            "fingerprint": data.fingerprint, "split": split, "checkpoint": spec.checkpoint,
-            "breast_only": spec.breast_only, "device": device_name(device),
-            "precision": config.get("precision", "fp32"), "batch_size": config.get("batch_size"),
-            "environment": environment(), "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+            "fingerprint": data.fingerprint, "split": split, "split_options": spec.split_options,
+            "checkpoint": spec.checkpoint, "checkpoint_sha256": checkpoint_sha, "breast_only": spec.breast_only,
+            "device": device_name(device), "environment": environment(),
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+IDENTITY_KEYS = ("method", "config", "fingerprint", "split", "checkpoint_sha256", "breast_only")
 
 
 def _check_or_write_record(run_dir: Path, record: dict[str, Any]) -> None:
     path = run_dir / "run.json"
     if path.exists():
-        old = json.loads(path.read_text())
-        for key in ("method", "config", "fingerprint", "split", "checkpoint"):
+        try:
+            old = json.loads(path.read_text())
+        except ValueError as err:
+            raise RunError(f"{path}: unreadable run record ({err}); use another --out to start afresh") from None
+        for key in IDENTITY_KEYS:
             if old.get(key) != record[key]:
                 raise RunError(f"{path}: existing run has a different {key!r}; use another --out to start afresh")
         return
@@ -120,53 +168,33 @@ def _remove_stale_temporaries(run_dir: Path) -> None:
             leftover.unlink()
 
 
-def _obtain_model(spec: RunSpec, method_cls: type[Method], config, data: OpenedDataset, run_dir: Path,
-                  device: torch.device) -> Method:
-    """The run's cached model, else --checkpoint, else fit on the training split (rank 0 unless the method trains
-    with DDP itself) and cache it."""
+def _fit(plan: RunPlan) -> Method:
+    """Fit on the training split (rank 0 unless the method trains with DDP itself), cache the model in the run."""
+    spec, config, device, run_dir = plan.spec, plan.config, plan.device, plan.run_dir
     model_dir = run_dir / "model"
-    if spec.checkpoint:
-        return _load_checkpoint(method_cls, config, Path(spec.checkpoint), device)
-    if not model_dir.exists():
-        trains_everywhere = getattr(method_cls, "supports_distributed_fit", False)
-        if distributed.rank() == 0 or trains_everywhere:
-            method = method_cls(config, device=device)
-            method.work_dir = run_dir / "train"
-            torch.manual_seed(config.seed)
-            np.random.seed(config.seed % 2**32)
-            train = data.dataset.split("train")
-            val = data.dataset.split("validation")
-            if not train:
-                raise RunError(f"dataset {data.tag!r} ({data.root}) has no training slices")
-            console.print(f"[bold]fit[/] {spec.method} ({spec.profile}) on {len(train)} normal slices, device {device}")
-            with stopwatch(device) as t:
-                method.fit(train, val or None)
-            if distributed.rank() == 0:
-                method.save(model_dir)
-                write_json(run_dir / "fit.json", {"seconds": t[0], "train_slices": len(train)})
-        distributed.barrier()
-    return method_cls.load(model_dir, device=device)
-
-
-def _load_checkpoint(method_cls: type[Method], config, path: Path, device: torch.device) -> Method:
-    if (path / "config.json").exists():
-        return method_cls.load(path, device=device)
-    loader = getattr(method_cls, "from_checkpoint", None)
-    if loader is None:
-        raise RunError(f"--checkpoint {path}: no config.json (not a saved adbench model) and method "
-                       f"{method_cls.name!r} cannot load foreign checkpoints")
-    return loader(path, config, device)
+    if distributed.rank() == 0 or plan.method_cls.supports_distributed_fit:
+        method = plan.method_cls(config, device=device)
+        method.work_dir = run_dir / "train"
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed % 2**32)
+        console.print(f"[bold]fit[/] {spec.method} ({spec.profile}) on {len(plan.train)} normal slices, "
+                      f"device {device}")
+        with stopwatch(device) as t:
+            method.fit(plan.train, plan.val or None)
+        if distributed.rank() == 0:
+            method.save(model_dir)
+            write_json(run_dir / "fit.json", {"seconds": t[0], "train_slices": len(plan.train)})
+    distributed.barrier()
+    return plan.method_cls.load(model_dir, device=device, config=config)
 
 
 def _score_slices(method: Method, slices: Sequence[Slice], run_dir: Path, spec: RunSpec) -> None:
     pending = [sl for sl in slices if not (run_dir / "slices" / f"{sl.id}.json").exists()]
     if not pending:
         return
-    try:
-        torch.manual_seed(slice_seed(method.config.seed, "warmup"))
-        method.warmup(pending[0])
-    except Exception as err:
-        raise RunError(f"method {method.name!r}: warm-up on slice {pending[0].id!r} failed: {err}") from err
+    first = pending[0] = pending[0].pinned()
+    torch.manual_seed(slice_seed(method.config.seed, "warmup"))
+    _guarded(method, first, "warm-up", lambda: method.warmup(first))
     columns = (TextColumn("[bold]score[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]} windows/s"), TimeElapsedColumn(), TimeRemainingColumn())
     windows_total, seconds_total = 0, 0.0
@@ -180,72 +208,82 @@ def _score_slices(method: Method, slices: Sequence[Slice], run_dir: Path, spec: 
             progress.update(task, advance=1, rate=rate)
 
 
-def _score_one(method: Method, sl: Slice, run_dir: Path, spec: RunSpec) -> tuple[float, int]:
-    heat_path = run_dir / "heatmaps" / f"{sl.id}.npz"
+def _guarded(method: Method, sl: Slice, what: str, work: Callable[[], Any]) -> Any:
+    """Run a method's own code; a bug inside it becomes a RunError naming the method and the slice."""
     try:
-        image, breast = sl.load()
-        torch.manual_seed(slice_seed(method.config.seed, sl.id))
-        with stopwatch(method.device) as t:
-            maps = method.score_map(sl)
+        return work()
+    except (AdbenchError, KeyboardInterrupt):
+        raise
     except Exception as err:
-        raise RunError(f"method {method.name!r} failed on slice {sl.id!r}: {err}") from err
+        raise RunError(f"method {method.name!r}: {what} on slice {sl.id!r} failed: "
+                       f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}") \
+            from err
+
+
+def _score_one(method: Method, sl: Slice, run_dir: Path, spec: RunSpec) -> tuple[float, int]:
+    sl = sl.pinned()  # read once: scoring, metrics and the overlay share these pixels
+    image, breast = sl.load()
+    torch.manual_seed(slice_seed(method.config.seed, sl.id))
+    with stopwatch(method.device) as t:
+        maps = _guarded(method, sl, "scoring", lambda: method.score_map(sl))
     labels = sl.label_mask
-    record: dict[str, Any] = {"id": sl.id, "shape": list(sl.shape), "boxes": [list(b) for b in sl.boxes],
-                              "seconds": t[0], "windows": method.last_window_count, "metrics": {}}
+    metrics: dict[str, SliceMetrics] = {}
     for variant, heat in maps.items():
         if heat.shape != sl.shape:
             raise RunError(f"method {method.name!r}, slice {sl.id!r}: variant {variant!r} heatmap {heat.shape} "
                            f"!= slice {sl.shape}")
         try:
-            record["metrics"][variant] = slice_metrics(heat, labels, breast, spec.breast_only, where=sl.id)
+            metrics[variant] = SliceMetrics(**slice_metrics(heat, labels, breast, spec.breast_only, where=sl.id))
         except SingleClassError as err:
             console.print(f"[yellow]skipped in the means[/]: {err}")
-            record["metrics"][variant] = {k: None for k in METRIC_KEYS} | {"note": str(err)}
-    save_npz(heat_path, **maps)
+            metrics[variant] = SliceMetrics(**{k: None for k in METRIC_KEYS}, note=str(err))
+    save_npz(run_dir / "heatmaps" / f"{sl.id}.npz", **maps)
     if spec.overlays:
-        first = next(iter(maps))
-        render_overlay(run_dir / "overlays" / f"{sl.id}.png", image, maps[first], sl.boxes)
-    write_json(run_dir / "slices" / f"{sl.id}.json", record)
+        render_overlay(run_dir / "overlays" / f"{sl.id}.png", image, next(iter(maps.values())), sl.boxes)
+    record = SliceRecord(id=sl.id, shape=sl.shape, boxes=[tuple(b) for b in sl.boxes], seconds=t[0],
+                         windows=method.last_window_count, batch_size=method.batch_size_used, metrics=metrics)
+    write_json(run_dir / "slices" / f"{sl.id}.json", record.model_dump(mode="json"))
     return t[0], method.last_window_count
 
 
-def _summarise(run_dir: Path, slices: Sequence[Slice], record: dict[str, Any]) -> dict[str, Any]:
-    per_slice = []
-    for sl in slices:
+def _summarise(plan: RunPlan, method: Method) -> RunSummary:
+    run_dir, record = plan.run_dir, plan.record
+    per_slice: list[SliceRecord] = []
+    for sl in plan.test:
         path = run_dir / "slices" / f"{sl.id}.json"
         if not path.exists():
             raise RunError(f"{path} missing after scoring: a rank did not finish")
-        per_slice.append(json.loads(path.read_text()))
-    seconds = np.array([r["seconds"] for r in per_slice])
-    windows = np.array([r["windows"] for r in per_slice])
+        per_slice.append(read_slice_record(path))
+    seconds = np.array([r.seconds for r in per_slice])
+    windows = int(sum(r.windows for r in per_slice))
     fit_path = run_dir / "fit.json"
-    variants: dict[str, Any] = {}
-    for variant in per_slice[0]["metrics"]:
-        values = {k: np.array([np.nan if r["metrics"][variant][k] is None else r["metrics"][variant][k]
+    variants: dict[str, VariantSummary] = {}
+    for variant in per_slice[0].metrics:
+        values = {k: np.array([np.nan if getattr(r.metrics[variant], k) is None else getattr(r.metrics[variant], k)
                                for r in per_slice], dtype=np.float64) for k in METRIC_KEYS}
         stats = {k: bootstrap_mean(v, seed=record["seed"]) for k, v in values.items()}
-        variants[variant] = {
-            **{f"{k}": s.mean for k, s in stats.items()},
-            **{f"{k}_ci": [s.low, s.high] for k, s in stats.items() if k != "inout_ratio"},
-            "inout_ratio_std": float(np.nanstd(values["inout_ratio"])) if stats["inout_ratio"].n else None,
-            "slices_scored": stats["auroc"].n,
-        }
-    summary = {
-        **{k: record[k] for k in ("method", "profile", "overrides", "dataset", "fingerprint", "split", "seed",
-                                  "device", "precision", "batch_size", "checkpoint", "breast_only")},
-        "harness_revision": record["environment"]["harness_revision"],
-        "slices": len(per_slice),
-        "variants": variants,
-        "timing": {
-            "score_seconds": float(seconds.sum()),
-            "s_per_slice": float(seconds.mean()),
-            "windows": int(windows.sum()),
-            "ms_per_patch": float(1000 * seconds.sum() / windows.sum()) if windows.sum() else None,
-            "windows_per_s": float(windows.sum() / seconds.sum()) if windows.sum() else None,
-            "fit_seconds": json.loads(fit_path.read_text())["seconds"] if fit_path.exists() else None,
-        },
-        "date": dt.date.today().isoformat(),
-        "run_dir": str(run_dir),
-    }
-    write_json(run_dir / "summary.json", summary)
+        variants[variant] = VariantSummary(
+            **{k: _finite(s.mean) for k, s in stats.items()},
+            **{f"{k}_ci": (_finite(s.low), _finite(s.high)) for k, s in stats.items() if k != "inout_ratio"},
+            inout_ratio_std=float(np.nanstd(values["inout_ratio"])) if stats["inout_ratio"].n else None,
+            slices_scored=stats["auroc"].n)
+    batches = [r.batch_size for r in per_slice if r.batch_size is not None]
+    summary = RunSummary(
+        method=record["method"], profile=record["profile"], overrides=record["overrides"],
+        dataset=record["dataset"], fingerprint=record["fingerprint"], split=record["split"],
+        split_options=record["split_options"], seed=record["seed"], device=record["device"],
+        precision=method.precision, batch_size=min(batches) if batches else None,
+        checkpoint=record["checkpoint"], checkpoint_sha256=record["checkpoint_sha256"],
+        breast_only=record["breast_only"], harness_revision=record["environment"]["harness_revision"],
+        slices=len(per_slice), variants=variants,
+        timing=Timing(score_seconds=float(seconds.sum()), s_per_slice=float(seconds.mean()), windows=windows,
+                      ms_per_patch=1000 * float(seconds.sum()) / windows if windows else None,
+                      windows_per_s=windows / float(seconds.sum()) if windows else None,
+                      fit_seconds=json.loads(fit_path.read_text())["seconds"] if fit_path.exists() else None),
+        date=dt.date.today().isoformat(), run_dir=str(run_dir))
+    summary.write(run_dir / "summary.json")
     return summary
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or np.isnan(value) else float(value)

@@ -8,6 +8,8 @@ from typing import Iterator
 
 import torch
 
+from adbench_dbt.errors import DeviceError
+
 
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
@@ -28,12 +30,21 @@ def stopwatch(device: torch.device) -> Iterator[list[float]]:
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error that says so."""
+    """'auto' -> cuda when available, else cpu; a device this machine lacks is a DeviceError that says so."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda requested but torch sees no CUDA device")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"--device {name!r}: not a device name; expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {name}: this machine has no CUDA device visible to torch "
+                              f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    elif device.type != "cpu":
+        raise DeviceError(f"--device {name}: unsupported device type {device.type!r}; expected cpu or cuda")
     return device
 
 

@@ -40,7 +40,7 @@ def test_every_builtin_has_the_three_profiles_and_a_readme():
 
 
 def test_unknown_method_lists_available():
-    with pytest.raises(KeyError, match="unknown method 'nope'; available: .*telea"):
+    with pytest.raises(ConfigError, match="unknown method 'nope'; available: .*telea"):
         get_method("nope")
 
 
@@ -54,6 +54,20 @@ def test_register_rejects_non_methods_and_name_clashes():
 
     with pytest.raises(ValueError, match="already registered"):
         register_method(Other)
+
+
+def test_a_same_named_class_elsewhere_cannot_shadow_a_builtin(monkeypatch):
+    """The bug: a plug-in class called `Telea` (same __qualname__ as the built-in) used to replace it silently."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    builtin = get_method("telea")
+    impostor = type(builtin.__name__, (builtin,), {"__module__": "someone_elses_plugin"})
+    with pytest.raises(ValueError) as err:
+        register_method(impostor)
+    message = str(err.value)
+    assert f"{builtin.__module__}.{builtin.__qualname__}" in message and "someone_elses_plugin.Telea" in message
+    assert get_method("telea") is builtin
+    assert register_method(replace=True)(impostor) is impostor  # explicit opt-in replaces
+    assert get_method("telea") is impostor
 
 
 def test_entry_point_plugin_is_discovered(tmp_path, monkeypatch):

@@ -13,9 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from adbench_dbt import runner
-from adbench_dbt.cli import app
+from adbench_dbt.cli import app, main
+from adbench_dbt.errors import EXIT_DATA
 from adbench_dbt.leaderboard import collect_summaries, merge
 from adbench_dbt.runner import RunSpec, run
+from adbench_dbt.summary import RunSummary
 
 
 def _spec(tmp_path, cache_root, **kw):
@@ -26,14 +28,14 @@ def _spec(tmp_path, cache_root, **kw):
 
 def _strip(summary):
     """Summary fields that must be identical between equivalent runs (not timings or paths)."""
-    return {k: summary[k] for k in ("method", "profile", "fingerprint", "slices", "variants")}
+    return summary.model_dump(include={"method", "profile", "fingerprint", "slices", "variants"})
 
 
 def test_run_writes_every_artifact(tmp_path, cache_root, tiny_dataset):
     summary = run(_spec(tmp_path, cache_root))
-    run_dir = Path(summary["run_dir"])
+    run_dir = Path(summary.run_dir)
     test = tiny_dataset.split("test")
-    assert summary["slices"] == len(test) and summary["fingerprint"] == tiny_dataset.fingerprint
+    assert summary.slices == len(test) and summary.fingerprint == tiny_dataset.fingerprint
     for sl in test:
         assert (run_dir / "heatmaps" / f"{sl.id}.npz").exists()
         assert (run_dir / "overlays" / f"{sl.id}.png").exists()
@@ -43,7 +45,7 @@ def test_run_writes_every_artifact(tmp_path, cache_root, tiny_dataset):
         assert heat.shape == sl.shape
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["fingerprint"] == tiny_dataset.fingerprint and meta["environment"]["torch"]
-    assert summary["timing"]["ms_per_patch"] > 0
+    assert summary.timing.ms_per_patch > 0
     assert not list(run_dir.rglob("*.tmp*")), "temporary files left behind"
 
 
@@ -70,27 +72,22 @@ def test_crash_then_resume_gives_the_same_result(tmp_path, cache_root, monkeypat
     scored = []
     monkeypatch.setattr(runner, "_score_one", lambda m, sl, *a: scored.append(sl.id) or real(m, sl, *a))
     resumed = run(spec)
-    assert len(scored) == resumed["slices"] - done_before
+    assert len(scored) == resumed.slices - done_before
     assert not stale.exists()
     assert _strip(resumed) == _strip(reference)
-
-
-def test_runs_are_deterministic(tmp_path, cache_root):
-    a = run(_spec(tmp_path / "a", cache_root))
-    b = run(_spec(tmp_path / "b", cache_root))
-    assert _strip(a) == _strip(b)
 
 
 def test_changed_config_gets_its_own_run_dir(tmp_path, cache_root):
     a = run(_spec(tmp_path, cache_root))
     b = run(_spec(tmp_path, cache_root, overrides={"assembly": "averaged"}))
-    assert a["run_dir"] != b["run_dir"]
+    assert a.run_dir != b.run_dir
 
 
 def test_leaderboard_merge_replaces_same_key(tmp_path, cache_root):
     run(_spec(tmp_path, cache_root))
     run(_spec(tmp_path, cache_root, method="random"))
-    found = collect_summaries(tmp_path / "runs")
+    found, rejected = collect_summaries(tmp_path / "runs")
+    assert rejected == []
     assert list(found) == ["phantom-tiny"]
     table = merge(tmp_path / "lb", "phantom-tiny", found["phantom-tiny"])
     again = merge(tmp_path / "lb", "phantom-tiny", found["phantom-tiny"])
@@ -111,7 +108,7 @@ def test_overridden_run_gets_its_own_leaderboard_row(tmp_path, cache_root):
 
 def test_random_floor_is_at_chance(tmp_path, cache_root):
     summary = run(_spec(tmp_path, cache_root, method="random"))
-    assert abs(summary["variants"]["uniform"]["auroc"] - 0.5) < 0.05
+    assert abs(summary.variants["uniform"].auroc - 0.5) < 0.05
 
 
 def test_cli_run_methods_leaderboard(tmp_path, cache_root):
@@ -126,14 +123,13 @@ def test_cli_run_methods_leaderboard(tmp_path, cache_root):
     assert (tmp_path / "lb" / "phantom-tiny.csv").exists()
     res = cli.invoke(app, ["methods"])
     assert res.exit_code == 0 and "telea" in res.output
-    bad = cli.invoke(app, ["run", "--method", "telea", "--profile", "smoke", "--set", "stride=wide",
-                           "--dataset", "phantom:tiny", "--out", str(out), "--cache", str(cache_root)])
-    assert bad.exit_code == 2 and "stride" in bad.output
 
 
-def test_missing_dataset_dir_is_a_clear_error(tmp_path):
-    res = CliRunner().invoke(app, ["run", "--method", "telea", "--dataset", str(tmp_path / "nowhere")])
-    assert res.exit_code == 2 and "not a directory" in res.output
+def test_missing_dataset_dir_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["run", "--method", "telea", "--dataset", str(tmp_path / "nowhere"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert done.value.code == EXIT_DATA and str(tmp_path / "nowhere") in err and "Traceback" not in err
 
 
 @pytest.mark.slow
@@ -146,5 +142,5 @@ def test_torchrun_shards_slices_and_rank0_merges(tmp_path, cache_root):
                     "--out", str(tmp_path / "dist")], check=True, env=env, capture_output=True, timeout=300)
     single = run(RunSpec(method="random", profile="smoke", dataset="phantom:tiny", device="cpu",
                          out=str(tmp_path / "single"), cache=str(cache_root), overlays=False))
-    dist_summary = json.loads(next((tmp_path / "dist").rglob("summary.json")).read_text())
+    dist_summary = RunSummary.read(next((tmp_path / "dist").rglob("summary.json")))
     assert _strip(dist_summary) == _strip(single)

@@ -5,7 +5,7 @@ Images are loaded lazily (memory-mapped from the slice cache) because a training
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -49,6 +49,12 @@ class Slice:
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """(image, breast_mask) in one read."""
         return self._load()
+
+    def pinned(self) -> "Slice":
+        """This slice with its pixels read once and held in memory: the runner scores, measures and draws the
+        overlay from one read instead of three."""
+        pair = self._load()
+        return replace(self, loader=lambda: pair, region_loader=None)
 
     def _load(self) -> tuple[np.ndarray, np.ndarray]:
         if self.loader is None:

@@ -6,7 +6,6 @@ dropout they use at inference. Models load from the project's own `Method.save` 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,7 +18,7 @@ from adbench_dbt.method import WindowMethod
 from adbench_dbt.nn.critics import GlobalCritic, LocalCritic
 from adbench_dbt.nn.deepfill import InpaintGenerator
 from adbench_dbt.nn.inpainting_trainer import InpaintingTrainer, InpaintingTrainingConfig, flush_denormals
-from adbench_dbt.nn.official_checkpoints import load_official
+from adbench_dbt.nn.official_checkpoints import find_checkpoint, load_official
 
 NETWORKS = ("generator", "local_critic", "global_critic")
 
@@ -91,12 +90,15 @@ class InpaintingMethod(WindowMethod):
             return super().score_map(sl)
 
     def fit(self, train: Sequence[Slice], val: Sequence[Slice] | None = None) -> None:
-        """Train the inpainter on normal slices (val is unused: the paper selects by training-set L1)."""
+        """Train the inpainter on normal slices (val is unused: the paper selects by training-set L1).
+
+        With a `work_dir`, checkpoints and train-log.jsonl go there and a fit killed earlier continues from its
+        last checkpoint."""
         for net in self.networks():
             net.train()
         trainer = InpaintingTrainer(self.generator, self.local_critic, self.global_critic, self.config,
                                     self.config.window, self.device)
-        history = trainer.train(train, self.work_dir)
+        history = trainer.train(train, self.work_dir, name=self.name)
         self.training_l1 = torch.tensor([[h["iteration"], h["hole_l1"]] for h in history]).reshape(-1, 2)
         for net in self.networks():
             net.eval()
@@ -117,25 +119,21 @@ class InpaintingMethod(WindowMethod):
         self.training_l1 = state["training_l1"].detach().cpu().reshape(-1, 2)
 
     @classmethod
-    def from_checkpoint(cls, directory: str | Path, config: InpaintingConfig | None = None,
+    def from_checkpoint(cls, directory: str | Path, config: InpaintingConfig,
                         device: str | torch.device = "cpu") -> "InpaintingMethod":
-        """A scorer from a `Method.save` directory or from official gen_*.pt / dis_*.pt files.
+        """A scorer from official gen_*.pt / dis_*.pt files (project `save` directories go through `restore`).
 
-        With a project directory and no config, the saved config is used; a given config (e.g. another stride
-        or M) must describe the same networks. Official files need window/hole/cnum of the checkpoint
-        (PICARD: 256 / 128 / 32); `config.checkpoint_iter` picks the iteration (default latest).
+        The config must describe the checkpoint's networks: window/hole/cnum (PICARD: 256 / 128 / 32);
+        `config.checkpoint_iter` picks the iteration (default latest).
         """
-        directory = Path(directory)
-        if (directory / "config.json").exists():
-            if config is None:
-                return cls.load(directory, device)
-            saved = json.loads((directory / "config.json").read_text()).get("method")
-            if saved != cls.name:
-                raise ValueError(f"{directory / 'config.json'}: saved method is {saved!r}, not {cls.name!r}")
-            method = cls(config, device)
-            method.load_state_dict(torch.load(directory / "state.pt", map_location=method.device, weights_only=True))
-            return method
-        method = cls(config if config is not None else cls.Config(), device)
+        method = cls(config, device)
         load_official(directory, method.generator, method.local_critic, method.global_critic,
                       method.config.checkpoint_iter, map_location=method.device)
         return method
+
+    @classmethod
+    def checkpoint_files(cls, path: Path, config: InpaintingConfig) -> list[Path]:
+        """Only the gen/dis pair that is loaded: an official directory holds many iterations."""
+        if Path(path).is_dir() and not (Path(path) / "config.json").is_file():
+            return list(find_checkpoint(path, config.checkpoint_iter))
+        return super().checkpoint_files(path, config)
