@@ -1,4 +1,6 @@
-"""Patch SVDD: hierarchical encoder, training pairs, exact nearest-neighbour scoring, save/load round trip."""
+"""Patch SVDD: hierarchical encoder, training pairs, exact nearest-neighbour scoring, save/load round trip.
+
+The official fine-scale geometry is checked against hand-computed maps in test_patchsvdd_fine.py."""
 import numpy as np
 import pytest
 import torch
@@ -96,16 +98,33 @@ def trained():
 
 def test_fit_builds_banks_and_scores_are_nearest_neighbour_distances(trained) -> None:
     assert len(trained.train_losses) == 4 and np.isfinite(trained.train_losses).all()
-    # 160 x 128 slices, K = 64 at stride 32: 4 x 3 windows; distinct 32 px quadrants: 5 x 4 positions
-    assert len(trained.banks["coarse"]) == 4 * 12 and len(trained.banks["fine"]) == 4 * 20
-    windows = torch.rand(5, 1, 64, 64)
+    # 160 x 128 slices, K = 64 at stride 32: 4 x 3 windows; official fine grid, 32 px at stride 8: 17 x 13
+    assert len(trained.banks["coarse"]) == 4 * 12 and len(trained.banks["fine"]) == 4 * 221
+    windows, patches = torch.rand(5, 1, 64, 64), torch.rand(7, 1, 32, 32)
     with torch.no_grad():
         scores = trained.score_windows(windows)
-        top, quadrants = trained.encoder.forward_with_quadrants(windows - trained.input_mean)
-    brute = _brute_force(top, trained.banks["coarse"].bank)
-    torch.testing.assert_close(scores["coarse"], brute, rtol=1e-5, atol=1e-6)
-    brute_fine = _brute_force(quadrants.reshape(-1, 16), trained.banks["fine"].bank).view(5, 2, 2)
-    torch.testing.assert_close(scores["fine"], brute_fine, rtol=1e-5, atol=1e-6)
+        fine = trained.score_fine_patches(patches)
+        top = trained.encoder(windows - trained.input_mean)
+        small = trained.encoder.inner(patches - trained.input_mean)
+    assert list(scores) == ["coarse"]  # the official fine scale is scored on its own grid, not per window
+    relative = {"rtol": 1e-4, "atol": 0.0}  # distances of random windows are small: no absolute slack
+    torch.testing.assert_close(scores["coarse"], _brute_force(top, trained.banks["coarse"].bank), **relative)
+    torch.testing.assert_close(fine["fine"], _brute_force(small, trained.banks["fine"].bank), **relative)
+
+
+def test_quadrant_geometry_banks_distinct_quadrants_and_scores_them_per_window() -> None:
+    method = create_method("patchsvdd", "smoke", {"fine_geometry": "quadrants", "epochs": 0})
+    method.prepare_untrained([_slice(i) for i in range(2)])
+    # 160 x 128 slices, K = 64 at stride 32: 4 x 3 windows; distinct 32 px quadrants: 5 x 4 positions
+    assert len(method.banks["coarse"]) == 2 * 12 and len(method.banks["fine"]) == 2 * 20
+    windows = torch.rand(5, 1, 64, 64)
+    with torch.no_grad():
+        scores = method.score_windows(windows)
+        quadrants = method.encoder.forward_with_quadrants(windows - method.input_mean)[1]
+    brute_fine = _brute_force(quadrants.reshape(-1, 16), method.banks["fine"].bank).view(5, 2, 2)
+    torch.testing.assert_close(scores["fine"], brute_fine, rtol=1e-4, atol=0.0)
+    maps = method.score_map(_slice(9, lesion=True))
+    np.testing.assert_allclose(maps["product"], maps["coarse"] * maps["fine"], rtol=1e-6)
 
 
 def test_maps_combine_scales_and_round_trip(trained, tmp_path) -> None:
@@ -125,17 +144,24 @@ def test_training_slice_scores_zero_against_its_own_bank(trained) -> None:
     assert float(trained.score_map(_slice(0))["coarse"].max()) < 1e-3
 
 
-def test_untrained_bank_and_grid_assembly() -> None:
-    method = create_method("patchsvdd", "smoke", {"assembly": "grid-bicubic", "epochs": 0})
+@pytest.mark.parametrize("geometry", ["official", "quadrants"])
+def test_untrained_bank_and_grid_assembly(geometry: str) -> None:
+    method = create_method("patchsvdd", "smoke", {"assembly": "grid-bicubic", "epochs": 0, "fine_geometry": geometry})
     method.prepare_untrained([_slice(0), _slice(1)])
     maps = method.score_map(_slice(7, lesion=True))
-    assert all(np.isfinite(m).all() for m in maps.values())
+    assert all(np.isfinite(m).all() and m.shape == (160, 128) for m in maps.values())
+    assert maps["fine"].std() > 0
 
 
 def test_config_errors() -> None:
     with pytest.raises(ConfigError, match="window"):
         create_method("patchsvdd", "smoke", {"window": 96})
+    with pytest.raises(ConfigError, match="fine_geometry"):
+        create_method("patchsvdd", "smoke", {"fine_geometry": "dense"})
     paper = create_method("patchsvdd", "paper")
     assert (paper.config.window, paper.config.stride, paper.config.assembly) == (256, 32, "averaged")
+    # the official fine scale: 128 px patches at a quarter of the window stride (official 64/16 -> 32/4)
+    assert (paper.config.fine_geometry, paper.fine_stride(paper.config.stride)) == ("official", 8)
+    assert create_method("patchsvdd", "demo").config.fine_geometry == "quadrants"
     with pytest.raises(RuntimeError, match="fit"):
         create_method("patchsvdd", "smoke").score_windows(torch.rand(1, 1, 64, 64))

@@ -1,14 +1,18 @@
 """Patch SVDD (Yi & Yoon 2020) on DBT windows: hierarchical encoder, nearest-neighbour distance to a training bank.
 
-The window of the engine is the top patch size K (256 in PICARD's setting); its four K/2 quadrants are embedded by
-the inner encoder in the same forward pass, which gives the second scale for free. Each scale is scored by the
-distance to its nearest training embedding; the two maps are combined by sum and by product (the reported one).
+Two scales, each scored by the distance to its nearest training embedding and coverage-averaged into a map:
+- coarse: the engine's K x K windows (K = 256 in PICARD's setting) at `stride`;
+- fine (`fine_geometry: official`, as the official inspection code): every K/2 patch on its own grid at a quarter
+  of the stride (the official 64 px at stride 16 / 32 px at stride 4), embedded by the inner encoder, the bank
+  holding every such patch of the training slices; (`quadrants`, a cheaper shortcut): the four quadrants of each
+  window, which the coarse forward pass computes anyway, so the fine scale sits on the window grid.
+The maps are combined as the official code does, without normalisation: sum and product (the reported one).
 """
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Literal, Sequence
 
 import numpy as np
 import torch
@@ -19,7 +23,7 @@ from adbench_dbt.config import AssemblyMode, WindowConfig
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.method import Heatmaps, WindowMethod
 from adbench_dbt.nn.nearest_neighbor import DEFAULT_MAX_ELEMENTS, NearestNeighborIndex
-from adbench_dbt.windows import GridOutputs, run_on_grid
+from adbench_dbt.windows import GridOutputs, assemble_outputs, run_on_grid, score_slice
 from adbench_dbt.registry import register_method
 from adbench_dbt.sampling import sample_tissue_crops
 from adbench_dbt.training import run_steps, seeded_generators
@@ -29,6 +33,9 @@ from .pairs import jitter_pairs, position_pairs
 
 log = logging.getLogger(__name__)
 SCALES = ("coarse", "fine")  # K and K/2
+FineGeometry = Literal["official", "quadrants"]
+# K/2 patches per forward pass of the fine grid, per K window of `batch_size`: the same pixels, about the same memory
+FINE_BATCH_FACTOR = 4
 
 
 class PatchSVDDConfig(WindowConfig):
@@ -41,6 +48,11 @@ class PatchSVDDConfig(WindowConfig):
     batch_pairs: int = Field(64, ge=1, description="pairs per step (each: position + SVDD' pair at both scales)")
     bank_stride: int | None = Field(None, ge=1, description="stride of the training-window bank (None = stride)")
     nn_max_elements: int = Field(DEFAULT_MAX_ELEMENTS, ge=1, description="distances per nearest-neighbour chunk")
+    fine_geometry: FineGeometry = Field(
+        "official", description="official: every K/2 patch on a grid at stride // fine_stride_divisor (test and "
+        "bank alike), all kept in the fine bank; quadrants: the four quadrants of each window (cheaper)")
+    fine_stride_divisor: int = Field(4, ge=1, description="official fine grids: stride (and bank_stride) divided "
+                                     "by this, at least 1 px (official code: 16 -> 4)")
 
     @field_validator("window")
     @classmethod
@@ -65,6 +77,7 @@ class PatchSVDD(WindowMethod):
         self.input_mean = 0.0
         self.banks: dict[str, NearestNeighborIndex] = {}
         self.train_losses: list[float] = []
+        self.fine_batch_size = FINE_BATCH_FACTOR * cfg.batch_size  # K/2 patches per pass, lowered on OOM
 
     # ---- training ----------------------------------------------------------------------------------------
     def fit(self, train: Sequence[Slice], val: Sequence[Slice] | None = None) -> None:
@@ -119,38 +132,86 @@ class PatchSVDD(WindowMethod):
 
     # ---- memory bank -------------------------------------------------------------------------------------
     def _embed(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """K windows -> their embeddings and, from the same pass, the inner embeddings of their 2 x 2 quadrants."""
         top, quadrants = self.encoder.forward_with_quadrants(windows - self.input_mean)
         return {"coarse": top, "fine": quadrants}
 
+    def _embed_fine(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
+        """K/2 patches of the official fine grid -> inner-encoder embeddings (the official `infer(x, enc.enc)`)."""
+        return {"fine": self.encoder.inner(patches - self.input_mean)}
+
+    def fine_stride(self, stride: int) -> int:
+        """Stride of the official fine grid that goes with a window grid at `stride` (16 -> 4 in the original)."""
+        return max(1, stride // self.config.fine_stride_divisor)
+
+    def _fine_grid(self, scorer: Callable[[torch.Tensor], dict[str, torch.Tensor]], image: np.ndarray,
+                   breast: np.ndarray, stride: int, tissue_only: bool, limit: int | None = None) -> GridOutputs:
+        """`scorer` over every K/2 patch at fine_stride(stride): the engine's grid, batched and OOM-safe."""
+        out = run_on_grid(scorer, image, breast, self.config.window // 2, self.fine_stride(stride),
+                          self.fine_batch_size, self.device, tissue_only, limit)
+        self.fine_batch_size = out.batch_size
+        return out
+
     def _build_banks(self, train: Sequence[Slice]) -> None:
-        """Embeddings of every training window (and every distinct quadrant) on the bank grid, whole slices."""
+        """Embeddings of every training window on the bank grid (whole slices, background included, as the original
+        pools all patches) and of every fine patch: the dense K/2 grid, or each distinct window quadrant."""
         cfg = self.config
+        stride = cfg.bank_stride or cfg.stride
         parts: dict[str, list[torch.Tensor]] = {s: [] for s in SCALES}
         for sl in train:
             image, breast = sl.load()
-            out = run_on_grid(self._embed, image, breast, cfg.window, cfg.bank_stride or cfg.stride,
-                              cfg.batch_size, self.device, tissue_only=False)
+            out = run_on_grid(self._embed, image, breast, cfg.window, stride, cfg.batch_size, self.device,
+                              tissue_only=False)
             parts["coarse"].append(out.outputs["coarse"])
-            parts["fine"].append(_distinct_quadrants(out))
+            if cfg.fine_geometry == "quadrants":
+                parts["fine"].append(_distinct_quadrants(out))
+            else:
+                parts["fine"].append(self._fine_grid(self._embed_fine, image, breast, stride, False).outputs["fine"])
         self.banks = {s: NearestNeighborIndex(torch.cat(parts[s]), cfg.nn_max_elements) for s in SCALES}
         log.info("patchsvdd bank: %d coarse, %d fine embeddings", len(self.banks["coarse"]), len(self.banks["fine"]))
 
     # ---- scoring -----------------------------------------------------------------------------------------
-    def score_windows(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _check_banks(self) -> None:
         if not self.banks:
             raise RuntimeError("patchsvdd: call fit() (or prepare_untrained / load) before scoring")
+
+    def score_windows(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Coarse distance of each window; with `quadrants` also its 2 x 2 quadrant distances. The official fine
+        scale is not a per-window quantity: score_map scores it on its own grid (score_fine_patches)."""
+        self._check_banks()
         embedded = self._embed(windows)
-        coarse = self.banks["coarse"].query(embedded["coarse"])[0]
-        fine = self.banks["fine"].query(embedded["fine"].reshape(-1, self.config.dim))[0].view(-1, 2, 2)
-        if self.config.assembly != "averaged":  # one score per window: the mean over its quadrants
-            fine = fine.mean((1, 2))
-        return {"coarse": coarse, "fine": fine}
+        scores = {"coarse": self.banks["coarse"].query(embedded["coarse"])[0]}
+        if self.config.fine_geometry == "quadrants":
+            fine = self.banks["fine"].query(embedded["fine"].reshape(-1, self.config.dim))[0].view(-1, 2, 2)
+            if self.config.assembly != "averaged":  # one score per window: the mean over its quadrants
+                fine = fine.mean((1, 2))
+            scores["fine"] = fine
+        return scores
+
+    def score_fine_patches(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
+        """N x 1 x K/2 x K/2 patches -> {'fine': distance of each to its nearest fine-bank embedding}."""
+        self._check_banks()
+        return {"fine": self.banks["fine"].query(self._embed_fine(patches)["fine"])[0]}
 
     def score_map(self, sl: Slice) -> Heatmaps:
-        maps = super().score_map(sl)
+        """Both scales' coverage-averaged maps and, as the official inspection, their plain sum and product."""
+        image, breast = sl.load()
+        maps = score_slice(self, image, breast)
+        self.last_window_count = maps.pop("__windows__")  # K windows; the official fine grid is extra work
+        if self.config.fine_geometry == "official":
+            out = self._fine_grid(self.score_fine_patches, image, breast, self.config.stride,
+                                  self.config.skip_background)
+            maps["fine"] = (assemble_outputs(out, out.outputs["fine"], self.config.assembly) if out.outputs
+                            else np.zeros(image.shape, np.float32))
         maps["sum"] = maps["coarse"] + maps["fine"]
         maps["product"] = maps["coarse"] * maps["fine"]
         return {v: maps[v] for v in self.variants}
+
+    def warmup(self, sl: Slice) -> None:
+        super().warmup(sl)
+        if self.config.fine_geometry == "official":
+            self._fine_grid(self.score_fine_patches, sl.image, np.ones(sl.shape, bool), self.config.stride,
+                            tissue_only=False, limit=self.fine_batch_size)
 
     # ---- persistence -------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -158,10 +219,12 @@ class PatchSVDD(WindowMethod):
         state |= {f"classifiers.{k}": v for k, v in self.classifiers.state_dict().items()}
         state |= {f"bank.{s}": index.bank for s, index in self.banks.items()}
         state["input_mean"] = self.input_mean
+        if self.banks:
+            state["fine_geometry"] = self.config.fine_geometry  # what the fine bank holds
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        known = ("encoder.", "classifiers.", "bank.", "input_mean")
+        known = ("encoder.", "classifiers.", "bank.", "input_mean", "fine_geometry")
         unknown = sorted(k for k in state if not k.startswith(known))
         if unknown:
             raise ValueError(f"patchsvdd: unexpected state keys {unknown}")
@@ -172,6 +235,10 @@ class PatchSVDD(WindowMethod):
         banks = {k[5:]: v for k, v in state.items() if k.startswith("bank.")}
         if banks and set(banks) != set(SCALES):
             raise ValueError(f"patchsvdd: state has banks {sorted(banks)}, expected {list(SCALES)}")
+        saved = state.get("fine_geometry", "quadrants")  # states without the key predate it: quadrant banks
+        if banks and saved != self.config.fine_geometry:
+            raise ValueError(f"patchsvdd: the saved fine bank holds fine_geometry={saved!r} patches, the config asks "
+                             f"for {self.config.fine_geometry!r}; rebuild the banks or set fine_geometry={saved}")
         self.banks = {s: NearestNeighborIndex(b.to(self.device), self.config.nn_max_elements)
                       for s, b in banks.items()}
 
