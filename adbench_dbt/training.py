@@ -1,13 +1,48 @@
-"""The plain optimisation loop shared by self-supervised window methods (CutPaste, PatchSVDD)."""
+"""Training a user can watch and resume, shared by every trainer (CutPaste, PatchSVDD, the inpainting GANs).
+
+`TrainingProgress` is what a user sees: one rich bar on stderr (step, losses, steps/s, ETA) and one JSON line per
+logged step in `<work_dir>/train-log.jsonl`. Checkpoints hold everything that decides the next step (weights,
+optimiser, scheduler, step, every RNG stream the loop draws from, the log's running sums), so a killed fit started
+again in the same work dir ends with the same weights as an uninterrupted one (bitwise on CPU). `run_steps` is the
+plain one-loss, one-optimiser loop built from these pieces; the GAN trainer uses the pieces directly.
+"""
 from __future__ import annotations
 
-import logging
-from typing import Callable
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 import torch
+from pydantic import Field
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.text import Text
+from torch import nn
 
-log = logging.getLogger(__name__)
+from adbench_dbt.config import MethodConfig
+from adbench_dbt.errors import CheckpointError
+from adbench_dbt.io import atomic_path, load_weights, write_text
+
+LOG_FILE = "train-log.jsonl"
+CHECKPOINT_FILE = "checkpoint.pt"
+console = Console(stderr=True)  # progress and resume notices never mix with results printed on stdout
+
+
+class TrainingConfig(MethodConfig):
+    """Fields of every method that trains: checkpoint and log cadence, progress bar."""
+
+    # settings a resumed fit may change without changing what it computes
+    resume_free: ClassVar[frozenset[str]] = frozenset({"checkpoint_every", "log_every", "progress"})
+
+    checkpoint_every: int = Field(1000, ge=1, description="steps between resumable checkpoints in the work dir "
+                                                          "(one is also written at the end)")
+    log_every: int = Field(20, ge=1, description="steps per line of train-log.jsonl (mean losses) and per loss "
+                                                 "update of the progress bar")
+    progress: bool = Field(True, description="rich progress bar on stderr during training")
 
 
 def seeded_generators(seed: int, device: torch.device) -> tuple[np.random.Generator, torch.Generator]:
@@ -16,21 +51,224 @@ def seeded_generators(seed: int, device: torch.device) -> tuple[np.random.Genera
     return np.random.default_rng(seed), torch.Generator(device=device).manual_seed(seed)
 
 
-def run_steps(loss_fn: Callable[[int], torch.Tensor], optimizer: torch.optim.Optimizer, steps: int, name: str,
-              scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, log_every: int = 100) -> list[float]:
-    """`steps` optimiser updates of `loss_fn(step)`; returns the loss per step.
+# ---- random streams ----------------------------------------------------------------------------------------
+def rng_state(rng: np.random.Generator | None = None, gen: torch.Generator | None = None) -> dict[str, Any]:
+    """Every stream a training step may draw from: torch's global CPU (and, once in use, CUDA) generators plus the
+    loop's own numpy and torch generators. Without them a resumed fit draws other crops than an uninterrupted one."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if rng is not None:
+        state["numpy"] = rng.bit_generator.state
+    if gen is not None:
+        state["generator"] = gen.get_state()
+    return state
 
-    Losses stay on the device until the end (no host sync per step), except at logging steps.
+
+def set_rng_state(state: Mapping[str, Any], rng: np.random.Generator | None = None,
+                  gen: torch.Generator | None = None) -> None:
+    """Put the streams back where `rng_state` found them (tensors must be on the CPU, as `load_weights` gives)."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if rng is not None:
+        rng.bit_generator.state = state["numpy"]
+    if gen is not None:
+        gen.set_state(state["generator"])
+
+
+def resume_settings(config: TrainingConfig) -> dict[str, Any]:
+    """The settings a checkpoint records: all but those a resumed fit may change."""
+    return config.model_dump(mode="json", exclude=set(config.resume_free))
+
+
+def check_resumable(saved: Mapping[str, Any] | None, config: TrainingConfig, path: Path) -> None:
+    """Refuse to continue a checkpoint written under other settings: the result would be neither run."""
+    if saved is None:  # written before checkpoints recorded their settings
+        return
+    current = resume_settings(config)
+    changed = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
+    if changed:
+        diff = ", ".join(f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
+        raise CheckpointError(f"{path}: written by a fit with other settings ({diff}); delete it (or use another "
+                              "work dir) to train afresh")
+
+
+# ---- what the user watches ---------------------------------------------------------------------------------
+class _SpeedColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:.2f} steps/s" if task.speed else "-- steps/s", style="progress.data.speed")
+
+
+def announce_resume(name: str, step: int, total: int, path: Path, active: bool = True,
+                    out: Console | None = None) -> None:
+    """The one line a resumed fit prints, so a user knows the work before `step` is not redone."""
+    if active:
+        (out or console).print(f"[bold]fit[/] {name}: resuming from step {step}/{total} ({path})", highlight=False)
+
+
+class TrainingProgress:
+    """Progress bar on stderr and `<work_dir>/train-log.jsonl` (none without a work dir) of one fit.
+
+    `update` takes one step's losses (tensors stay on the device: no host sync except at logging steps). Every
+    `log_every` steps and at the last step, the mean of each loss since the previous line is shown and logged as
+    {"step", "seconds", "losses"}; `seconds` counts training time over all resumed pieces. Lines are appended one
+    write each; a restart first drops lines past its checkpoint (and a torn last line), atomically.
     """
-    losses: list[torch.Tensor] = []
-    for step in range(steps):
-        loss = loss_fn(step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        losses.append(loss.detach())
-        if step % log_every == 0 or step == steps - 1:
-            log.info("%s step %d/%d loss %.4f", name, step + 1, steps, float(losses[-1]))
-    return torch.stack(losses).tolist() if losses else []
+
+    def __init__(self, name: str, total: int, config: TrainingConfig, work_dir: str | Path | None,
+                 state: Mapping[str, Any] | None = None, active: bool = True, out: Console | None = None) -> None:
+        state = state or {}
+        self.name, self.total, self.every = name, total, config.log_every
+        self.step = int(state.get("step", 0))
+        self._seconds_before = float(state.get("seconds", 0.0))
+        self._sums: dict[str, torch.Tensor | float] = dict(state.get("sums", {}))
+        self._counts: dict[str, int] = dict(state.get("counts", {}))
+        self.log_path = Path(work_dir) / LOG_FILE if work_dir is not None and active else None
+        if self.log_path is not None and self.log_path.exists():
+            _truncate_log(self.log_path, self.step)
+        columns = (TextColumn("[bold]fit[/] {task.description}"), BarColumn(), MofNCompleteColumn(), _SpeedColumn(),
+                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"))
+        self._progress = Progress(*columns, console=out or console, disable=not (config.progress and active))
+        self._task = self._progress.add_task(name, total=total, completed=self.step, losses="")
+        self._file = None
+        self._started = 0.0
+
+    def __enter__(self) -> "TrainingProgress":
+        self._started = time.perf_counter()
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.log_path, "a", encoding="utf-8")
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    @property
+    def seconds(self) -> float:
+        """Training seconds so far, including those of the runs this one resumed."""
+        return self._seconds_before + (time.perf_counter() - self._started if self._started else 0.0)
+
+    def update(self, losses: Mapping[str, torch.Tensor | float]) -> None:
+        """Count one finished step with its losses; show and log the means at logging steps."""
+        self.step += 1
+        for key, value in losses.items():
+            value = value.detach() if isinstance(value, torch.Tensor) else float(value)
+            self._sums[key] = self._sums.get(key, 0.0) + value
+            self._counts[key] = self._counts.get(key, 0) + 1
+        self._progress.advance(self._task)
+        if self.step % self.every and self.step != self.total:
+            return
+        means = {k: float(v) / self._counts[k] for k, v in self._sums.items()}
+        self._sums, self._counts = {}, {}
+        self._progress.update(self._task, losses="  ".join(f"{k} {v:.4g}" for k, v in means.items()))
+        if self._file is not None:
+            line = {"step": self.step, "seconds": round(self.seconds, 3), "losses": means}
+            self._file.write(json.dumps(line) + "\n")
+            self._file.flush()
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint needs to continue the log exactly (running sums of the unfinished log interval)."""
+        return {"step": self.step, "seconds": self.seconds, "sums": {k: float(v) for k, v in self._sums.items()},
+                "counts": dict(self._counts)}
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the complete lines up to `step`: the killed run logged steps that the resumed one redoes."""
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if int(json.loads(line)["step"]) <= step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):  # a line torn by the kill
+            continue
+    write_text(path, "".join(kept))
+
+
+# ---- the plain loop ----------------------------------------------------------------------------------------
+def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
+    """torch.save through a temporary file: a kill mid-write leaves the previous checkpoint intact."""
+    with atomic_path(path) as tmp:
+        torch.save(dict(payload), tmp)
+
+
+@dataclass
+class LoopState:
+    """Everything that decides the next step of a one-optimiser loop; saved whole and restored whole."""
+
+    modules: Mapping[str, nn.Module]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    rng: np.random.Generator | None = None
+    gen: torch.Generator | None = None
+
+    def save(self, path: Path, step: int, total: int, losses: list[float], progress: TrainingProgress,
+             config: TrainingConfig) -> None:
+        save_checkpoint(path, {
+            "step": step, "total": total, "config": resume_settings(config),
+            "modules": {name: module.state_dict() for name, module in self.modules.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "rng": rng_state(self.rng, self.gen), "losses": torch.tensor(losses, dtype=torch.float64),
+            "progress": progress.state_dict()})
+
+    def load(self, path: Path, total: int, config: TrainingConfig) -> tuple[int, list[float], dict[str, Any]]:
+        """Restore from `path`; returns (step, per-step losses so far, progress state)."""
+        state = load_weights(path, map_location="cpu")  # RNG states must stay on the CPU
+        expected = {"step", "total", "config", "modules", "optimizer", "scheduler", "rng", "losses", "progress"}
+        if not isinstance(state, dict) or not expected <= set(state):
+            found = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise CheckpointError(f"{path}: not a training checkpoint of this project (keys {found})")
+        check_resumable(state["config"], config, path)
+        if int(state["total"]) != total:
+            raise CheckpointError(f"{path}: written by a fit of {int(state['total'])} steps, this one has {total} "
+                                  "(other training data?); delete it (or use another work dir) to train afresh")
+        if set(state["modules"]) != set(self.modules):
+            raise CheckpointError(f"{path}: holds modules {sorted(state['modules'])}, expected {sorted(self.modules)}")
+        for name, module in self.modules.items():
+            try:
+                module.load_state_dict(state["modules"][name])
+            except RuntimeError as err:
+                raise CheckpointError(f"{path}: {name} does not match the network: {err}") from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"], self.rng, self.gen)
+        return int(state["step"]), state["losses"].tolist(), state["progress"]
+
+
+def run_steps(loss_fn: Callable[[int], torch.Tensor], optimizer: torch.optim.Optimizer, steps: int, name: str, *,
+              config: TrainingConfig, work_dir: str | Path | None, modules: Mapping[str, nn.Module],
+              rng: np.random.Generator | None = None, gen: torch.Generator | None = None,
+              scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> list[float]:
+    """`steps` optimiser updates of `loss_fn(step)`; returns the loss of every step (resumed ones included).
+
+    With a `work_dir`, `<work_dir>/checkpoint.pt` (modules, optimizer, scheduler, step, the RNG streams `rng`,
+    `gen` and torch's global ones) is written every `config.checkpoint_every` steps and at the end, and a fit that
+    finds one continues from it. `loss_fn` must draw its randomness only from those streams.
+    """
+    state = LoopState(modules, optimizer, scheduler, rng, gen)
+    path = Path(work_dir) / CHECKPOINT_FILE if work_dir is not None else None
+    start, done, progress_state = 0, [], None
+    if path is not None and path.exists():
+        start, done, progress_state = state.load(path, steps, config)
+        announce_resume(name, start, steps, path)
+    recent: list[torch.Tensor] = []  # on the device until a checkpoint or the end (no host sync per step)
+    with TrainingProgress(name, steps, config, work_dir, progress_state) as progress:
+        for step in range(start, steps):
+            loss = loss_fn(step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            recent.append(loss.detach())
+            progress.update({"loss": recent[-1]})
+            if path is not None and ((step + 1) % config.checkpoint_every == 0 or step + 1 == steps):
+                done, recent = done + torch.stack(recent).tolist(), []
+                state.save(path, step + 1, steps, done, progress, config)
+    return done + (torch.stack(recent).tolist() if recent else [])

@@ -1,5 +1,7 @@
-"""WGAN-GP inpainter trainer: loss pieces, update schedule, checkpoints/resume, DDP hook."""
+"""WGAN-GP inpainter trainer: loss pieces, update schedule, checkpoints/exact resume, DDP hook."""
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -9,10 +11,12 @@ from scipy.ndimage import gaussian_filter
 from torch.nn.parallel import DistributedDataParallel
 
 from adbench_dbt.data.slices import Slice
+from adbench_dbt.errors import CheckpointError
 from adbench_dbt.nn.critics import GlobalCritic, LocalCritic
 from adbench_dbt.nn.deepfill import InpaintGenerator
 from adbench_dbt.nn.inpainting_trainer import (OPTIMIZER_FILE, InpaintingTrainer, InpaintingTrainingConfig,
                                                gradient_penalty_scores, hole_masks, spatial_discount)
+from adbench_dbt.training import LOG_FILE
 
 WINDOW, HOLE = 32, 16
 
@@ -107,7 +111,8 @@ def test_checkpoint_resume_continues_the_run(tmp_path, slices):
     full = make_trainer(iterations=4, checkpoint_dir=str(tmp_path / "a"))
     full.train(slices)
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert files == ["dis_00000002.pt", "dis_00000004.pt", "gen_00000002.pt", "gen_00000004.pt", OPTIMIZER_FILE]
+    assert files == ["dis_00000002.pt", "dis_00000004.pt", "gen_00000002.pt", "gen_00000004.pt", OPTIMIZER_FILE,
+                     LOG_FILE]
     state = torch.load(tmp_path / "a" / OPTIMIZER_FILE, weights_only=True)
     assert state["iteration"] == 4 and [h["iteration"] for h in state["history"]] == [2.0, 4.0]
 
@@ -128,8 +133,81 @@ def test_checkpoint_resume_continues_the_run(tmp_path, slices):
 
 def test_resume_rejects_foreign_optimizer_file(tmp_path):
     torch.save({"gen": {}}, tmp_path / OPTIMIZER_FILE)
-    with pytest.raises(ValueError, match="optimizer.pt"):
+    with pytest.raises(CheckpointError, match="optimizer.pt"):
         make_trainer().resume(tmp_path)
+
+
+def _weights(trainer: InpaintingTrainer) -> dict[str, torch.Tensor]:
+    nets = {"g": trainer.generator, "l": trainer.local_critic, "d": trainer.global_critic}
+    return {f"{n}.{k}": v for n, net in nets.items() for k, v in net.state_dict().items()}
+
+
+def _interrupt_step_at(monkeypatch, call: int) -> None:
+    """KeyboardInterrupt inside the `call`-th step (1-based) after its crops are drawn: a kill mid-iteration."""
+    original, calls = InpaintingTrainer.step, [0]
+
+    def step(self, slices, rng):
+        calls[0] += 1
+        if calls[0] == call:
+            rng.random(3)
+            raise KeyboardInterrupt
+        return original(self, slices, rng)
+
+    monkeypatch.setattr(InpaintingTrainer, "step", step)
+
+
+def test_interrupted_training_resumes_to_the_uninterrupted_weights(tmp_path, slices, monkeypatch, capsys):
+    """Crops, hole boxes, GP mixing weights and Adam moments continue exactly: bitwise the same weights."""
+    settings = dict(iterations=5, checkpoint_every=2, n_critic=2)
+    full = make_trainer(**settings, checkpoint_dir=str(tmp_path / "full"))
+    full.train(slices)
+
+    with monkeypatch.context() as patch:
+        _interrupt_step_at(patch, 4)  # iterations 1-3 done, checkpoint at 2
+        with pytest.raises(KeyboardInterrupt):
+            make_trainer(**settings, checkpoint_dir=str(tmp_path / "cut")).train(slices)
+    torch.manual_seed(123)  # the process that resumes starts from another global RNG state
+    resumed = make_trainer(**settings, checkpoint_dir=str(tmp_path / "cut"))
+    history = resumed.train(slices)
+    assert "resuming from step 2/5" in capsys.readouterr().err
+
+    expected = _weights(full)
+    for key, value in _weights(resumed).items():
+        assert torch.equal(value, expected[key]), key
+    assert history == full.history
+    for opt in ("opt_g", "opt_d"):
+        moments = zip(getattr(resumed, opt).state_dict()["state"].values(), getattr(full, opt).state_dict()["state"].values())
+        assert all(torch.equal(a[k], b[k]) for a, b in moments for k in a)
+    logged = [json.loads(line) for line in (tmp_path / "cut" / LOG_FILE).read_text().splitlines()]
+    reference = [json.loads(line) for line in (tmp_path / "full" / LOG_FILE).read_text().splitlines()]
+    assert [(r["step"], r["losses"]) for r in logged] == [(r["step"], r["losses"]) for r in reference]
+
+
+def test_training_depends_on_the_seed_not_on_the_callers_global_rng(slices):
+    trained = []
+    for caller_seed in (5, 6):
+        trainer = make_trainer(iterations=2)
+        torch.manual_seed(caller_seed)
+        trainer.train(slices)
+        trained.append(_weights(trainer))
+    assert all(torch.equal(trained[0][k], v) for k, v in trained[1].items())
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path, slices):
+    make_trainer(iterations=2, checkpoint_dir=str(tmp_path)).train(slices)
+    with pytest.raises(CheckpointError, match="lr 0.0001 -> 0.001"):
+        make_trainer(iterations=4, lr=1e-3).resume(tmp_path)
+    assert make_trainer(iterations=4, checkpoint_every=1, progress=True).resume(tmp_path)  # display/length only
+
+
+def test_checkpoint_without_rng_states_still_resumes(tmp_path, slices):
+    """optimizer.pt files written before RNG states were saved continue with fresh streams."""
+    make_trainer(iterations=2, checkpoint_dir=str(tmp_path)).train(slices)
+    state = torch.load(tmp_path / OPTIMIZER_FILE, weights_only=True)
+    torch.save({k: state[k] for k in ("gen", "dis", "iteration", "history")}, tmp_path / OPTIMIZER_FILE)
+    resumed = make_trainer(iterations=3)
+    assert resumed.resume(tmp_path) and resumed.iteration == 2
+    assert resumed.train(slices, tmp_path)[-1]["iteration"] == 3.0
 
 
 def test_invalid_geometry_is_an_error():

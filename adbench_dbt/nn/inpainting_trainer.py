@@ -4,36 +4,40 @@ Each iteration draws tissue-overlapping crops, one hole box for the whole batch 
 own random margin), takes one critic step, and every `n_critic`-th iteration one generator step. Unlike the
 official loop, the critic update never contains the generator's adversarial gradient (the official code
 accumulates it into the critic on generator iterations); everything else follows methods.md section 2.5.
-Checkpoints use the official file layout plus `optimizer.pt`, so a run can be resumed or scored directly.
+Checkpoints use the official file layout plus `optimizer.pt` (optimisers, iteration, every rank's RNG streams,
+the log's running sums), so a run can be scored directly or resumed to the weights of an uninterrupted one.
+Progress bar and train-log.jsonl are the shared ones of `adbench_dbt.training`.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
-from rich.text import Text
 from torch import nn
 
 from adbench_dbt import distributed
 from adbench_dbt.distributed import unwrap_ddp
-from adbench_dbt.config import MethodConfig
 from adbench_dbt.data.slices import Slice
-from adbench_dbt.io import atomic_path
+from adbench_dbt.errors import CheckpointError
+from adbench_dbt.io import load_weights
 from adbench_dbt.nn.official_checkpoints import load_official, save_official
 from adbench_dbt.sampling import sample_tissue_crops
+from adbench_dbt.training import (TrainingConfig, TrainingProgress, announce_resume, check_resumable,
+                                  resume_settings, rng_state, save_checkpoint, set_rng_state)
 
 OPTIMIZER_FILE = "optimizer.pt"
 
 
-class InpaintingTrainingConfig(MethodConfig):
+class InpaintingTrainingConfig(TrainingConfig):
     """Training knobs of the inpainter (defaults = official PICARD config)."""
+
+    # a resumed run may also train for longer, or read its checkpoints from a moved directory
+    resume_free: ClassVar[frozenset[str]] = TrainingConfig.resume_free | {"iterations", "checkpoint_dir"}
 
     hole: int = Field(128, ge=8, description="hole side m (centred at inference; the training box size)")
     hole_shrink: int = Field(16, ge=0, description="training holes shrink by U{0..hole_shrink} px on each side")
@@ -52,9 +56,9 @@ class InpaintingTrainingConfig(MethodConfig):
     discount_gamma: float = Field(0.9, gt=0, le=1, description="spatial discount of the hole L1")
     min_tissue_fraction: float = Field(0.05, ge=0, le=1, description="training crops need this much breast")
     checkpoint_dir: str | None = Field(None, description="write/resume training checkpoints here")
-    checkpoint_every: int = Field(5000, ge=1)
+    checkpoint_every: int = Field(5000, ge=1, description="iterations between gen/dis/optimizer checkpoints and "
+                                                          "between entries of the training-L1 history")
     amp: bool = Field(False, description="bf16 autocast on CUDA")
-    progress: bool = Field(True, description="rich progress bar during training")
 
 
 def spatial_discount(size: int, gamma: float) -> torch.Tensor:
@@ -87,11 +91,6 @@ def gradient_penalty_scores(critic: nn.Module, real: torch.Tensor, fake: torch.T
     grad, = torch.autograd.grad(out[2 * n:].sum(), mixed, create_graph=True)
     penalty = (grad.flatten(1).float().norm(dim=1) - 1).pow(2).mean()
     return out[:n], out[n: 2 * n], penalty
-
-
-class _SpeedColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:.2f} it/s" if task.speed else "-- it/s", style="progress.data.speed")
 
 
 @contextmanager
@@ -130,66 +129,79 @@ class InpaintingTrainer:
         self.iteration = 0
         self.history: list[dict[str, float]] = []  # training-set hole L1 per checkpoint interval (model selection)
         self.rank = distributed.rank()
+        self.rng = np.random.default_rng([config.seed, self.rank, 0])  # crops, hole boxes and margins of this rank
+        self.progress_state: dict[str, Any] = {}  # log position and running sums, restored by `resume`
 
     # ---- checkpoints -------------------------------------------------------------------------------------
     def save_checkpoint(self, directory: str | Path) -> None:
-        """gen/dis in the official layout, then optimizer.pt (written last: it names the complete iteration)."""
+        """gen/dis in the official layout, then optimizer.pt (written last: it names the complete iteration).
+
+        Every rank must call it: the RNG streams of all ranks are gathered (each rank draws its own crops)."""
+        rngs = _from_all_ranks(rng_state(self.rng))
         if self.rank != 0:
             return
         directory = Path(directory)
         save_official(directory, self.iteration, unwrap_ddp(self.generator), unwrap_ddp(self.local_critic),
                       unwrap_ddp(self.global_critic))
-        with atomic_path(directory / OPTIMIZER_FILE) as tmp:
-            torch.save({"gen": self.opt_g.state_dict(), "dis": self.opt_d.state_dict(),
-                        "iteration": self.iteration, "history": self.history}, tmp)
+        save_checkpoint(directory / OPTIMIZER_FILE, {
+            "gen": self.opt_g.state_dict(), "dis": self.opt_d.state_dict(), "iteration": self.iteration,
+            "history": self.history, "rng": rngs, "progress": self.progress_state,
+            "config": resume_settings(self.config)})
 
     def resume(self, directory: str | Path) -> bool:
         """Continue from `directory`'s optimizer.pt and its iteration's gen/dis; False when there is none."""
         path = Path(directory) / OPTIMIZER_FILE
         if not path.exists():
             return False
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        missing = {"gen", "dis", "iteration", "history"} - set(state)
+        state = load_weights(path, map_location="cpu")  # RNG states must stay on the CPU
+        missing = {"gen", "dis", "iteration", "history"} - set(state if isinstance(state, dict) else {})
         if missing:
-            raise ValueError(f"{path}: not a training checkpoint of this project (missing {sorted(missing)})")
+            raise CheckpointError(f"{path}: not a training checkpoint of this project (missing {sorted(missing)})")
+        check_resumable(state.get("config"), self.config, path)
         load_official(directory, unwrap_ddp(self.generator), unwrap_ddp(self.local_critic),
                       unwrap_ddp(self.global_critic),
                       iteration=int(state["iteration"]), map_location=self.device)
         self.opt_g.load_state_dict(state["gen"])
         self.opt_d.load_state_dict(state["dis"])
         self.iteration, self.history = int(state["iteration"]), list(state["history"])
+        self.progress_state = dict(state.get("progress") or {"step": self.iteration})
+        rngs = state.get("rng")
+        if rngs is not None and len(rngs) == distributed.world_size():
+            set_rng_state(rngs[self.rank], self.rng)
+        else:  # an older checkpoint, or another number of ranks: fresh streams (a valid run, not a bitwise one)
+            self.rng = np.random.default_rng([self.config.seed, self.rank, self.iteration])
         return True
 
     # ---- training --------------------------------------------------------------------------------------
-    def train(self, slices: Sequence[Slice], checkpoint_dir: str | Path | None = None) -> list[dict[str, float]]:
+    def train(self, slices: Sequence[Slice], checkpoint_dir: str | Path | None = None,
+              name: str = "inpainter") -> list[dict[str, float]]:
         """Run until `config.iterations`, checkpointing to (and resuming from) `checkpoint_dir` or
-        `config.checkpoint_dir` when one is given; returns the L1 history."""
+        `config.checkpoint_dir` when one is given (train-log.jsonl goes there too); returns the L1 history."""
         cfg = self.config
         checkpoint_dir = checkpoint_dir or cfg.checkpoint_dir
-        if checkpoint_dir is not None:
-            self.resume(checkpoint_dir)
-        rng = np.random.default_rng([cfg.seed, self.rank, self.iteration])
+        if checkpoint_dir is not None and self.resume(checkpoint_dir):
+            announce_resume(name, self.iteration, cfg.iterations, Path(checkpoint_dir) / OPTIMIZER_FILE,
+                            active=self.rank == 0)
+        elif self.iteration == 0:
+            torch.manual_seed(cfg.seed)  # the penalty's mixing weights: one seed drives a whole fit
         generator = unwrap_ddp(self.generator)
         l1_sum, l1_count = 0.0, 0
-        with generator.dropout_off(), flush_denormals(), self._progress() as progress:
-            task = progress.add_task("inpainter", total=cfg.iterations, completed=self.iteration, losses="")
+        with generator.dropout_off(), flush_denormals(), TrainingProgress(
+                name, cfg.iterations, cfg, checkpoint_dir, self.progress_state or {"step": self.iteration},
+                active=self.rank == 0) as progress:
             while self.iteration < cfg.iterations:
-                losses = self.step(slices, rng)
+                losses = self.step(slices, self.rng)
                 self.iteration += 1
                 l1_sum, l1_count = l1_sum + losses["hole_l1"], l1_count + 1
-                progress.update(task, advance=1, losses="  ".join(f"{k} {v:.4g}" for k, v in losses.items()))
+                progress.update(losses)
                 at_end = self.iteration == cfg.iterations
                 if self.iteration % cfg.checkpoint_every == 0 or at_end:
                     self.history.append({"iteration": float(self.iteration), "hole_l1": l1_sum / l1_count})
                     l1_sum, l1_count = 0.0, 0
+                    self.progress_state = progress.state_dict()
                     if checkpoint_dir is not None:
                         self.save_checkpoint(checkpoint_dir)
         return self.history
-
-    def _progress(self) -> Progress:
-        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _SpeedColumn(),
-                        TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
-                        disable=not self.config.progress or self.rank != 0, transient=False)
 
     def _autocast(self):
         if self.config.amp and self.device.type == "cuda":
@@ -246,3 +258,12 @@ class InpaintingTrainer:
             for critic in critics:
                 critic.requires_grad_(True)
         return {"l1": float(l1.detach()), "ae": float(ae.detach()), "wgan_g": float(adversarial.detach())}
+
+
+def _from_all_ranks(obj: Any) -> list[Any]:
+    """`obj` of every rank in rank order (a collective under torchrun; every rank must call it)."""
+    if not distributed.is_distributed():
+        return [obj]
+    gathered: list[Any] = [None] * distributed.world_size()
+    torch.distributed.all_gather_object(gathered, obj)
+    return gathered

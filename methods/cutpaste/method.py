@@ -14,15 +14,14 @@ from adbench_dbt.method import Heatmaps, WindowMethod
 from adbench_dbt.nn.gaussian_density import GaussianDensity
 from adbench_dbt.registry import register_method
 from adbench_dbt.sampling import sample_tissue_crops
-from adbench_dbt.training import run_steps, seeded_generators
+from adbench_dbt.training import TrainingConfig, run_steps, seeded_generators
 from adbench_dbt.windows import GridOutputs, assemble_outputs, run_on_grid
 
 from .augment import color_jitter, cutpaste, cutpaste_scar
 from .networks import CutPasteNet
 
 
-
-class CutPasteConfig(WindowConfig):
+class CutPasteConfig(WindowConfig, TrainingConfig):
     steps: int = Field(65536, ge=0, description="parameter updates (256 epochs x 256 steps)")
     batch_originals: int = Field(32, ge=1, description="crops per step; each also gets CutPaste and Scar (x3)")
     lr: float = Field(0.03, gt=0)
@@ -52,6 +51,7 @@ class CutPaste(WindowMethod):
 
     # ---- training ----------------------------------------------------------------------------------------
     def fit(self, train: Sequence[Slice], val: Sequence[Slice] | None = None) -> None:
+        """Train the 3-way classifier (resuming from `work_dir`'s checkpoint if any), then fit the density."""
         cfg = self.config
         rng, gen = seeded_generators(cfg.seed, self.device)
         if cfg.pretrained_path:
@@ -63,7 +63,8 @@ class CutPaste(WindowMethod):
         self.net.train()
         self.train_losses = run_steps(
             lambda _: F.cross_entropy(self.net(self._training_batch(train, rng, gen))[2], labels),
-            optimizer, cfg.steps, "cutpaste", schedule)
+            optimizer, cfg.steps, self.name, config=cfg, work_dir=self.work_dir, modules={"net": self.net},
+            rng=rng, gen=gen, scheduler=schedule)
         self.net.eval()
         self._fit_density(train, rng)
 

@@ -26,7 +26,7 @@ from adbench_dbt.nn.nearest_neighbor import DEFAULT_MAX_ELEMENTS, NearestNeighbo
 from adbench_dbt.windows import GridOutputs, assemble_outputs, run_on_grid, score_slice
 from adbench_dbt.registry import register_method
 from adbench_dbt.sampling import sample_tissue_crops
-from adbench_dbt.training import run_steps, seeded_generators
+from adbench_dbt.training import TrainingConfig, run_steps, seeded_generators
 
 from .networks import HierarchicalEncoder, PositionClassifier
 from .pairs import jitter_pairs, position_pairs
@@ -38,7 +38,7 @@ FineGeometry = Literal["official", "quadrants"]
 FINE_BATCH_FACTOR = 4
 
 
-class PatchSVDDConfig(WindowConfig):
+class PatchSVDDConfig(WindowConfig, TrainingConfig):
     assembly: AssemblyMode = "averaged"
     dim: int = Field(64, ge=1, description="embedding dimension D")
     svdd_weight: float = Field(1e-3, ge=0, description="lambda on the SVDD' terms")
@@ -94,7 +94,9 @@ class PatchSVDD(WindowMethod):
             crops = sample_tissue_crops(train, cfg.batch_pairs, region, rng)[0]
             return self._loss(torch.from_numpy(crops).to(self.device) - self.input_mean, gen)
 
-        self.train_losses = run_steps(loss, optimizer, steps, "patchsvdd")
+        self.train_losses = run_steps(loss, optimizer, steps, self.name, config=cfg, work_dir=self.work_dir,
+                                      modules={"encoder": self.encoder, "classifiers": self.classifiers},
+                                      rng=rng, gen=gen)
         self.encoder.eval()
         self._build_banks(train)
 
