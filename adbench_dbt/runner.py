@@ -109,7 +109,8 @@ def preflight(spec: RunSpec) -> RunPlan:
     if not test:
         raise RunError(f"dataset {data.tag!r} ({data.root}): split {split!r} has no slices to score")
     config_json = config.model_dump(mode="json")
-    run_key = stable_hash([config_json, data.fingerprint, split, checkpoint_sha, spec.breast_only])
+    identity = {k: v for k, v in config_json.items() if k not in DISPLAY_ONLY}
+    run_key = stable_hash([identity, data.fingerprint, split, checkpoint_sha, spec.breast_only])
     run_dir = Path(spec.out) / data.tag / f"{spec.method}-{spec.profile}-{run_key}"
     record = _run_record(spec, split, config_json, data, device, checkpoint_sha)
     if distributed.rank() == 0:
@@ -142,6 +143,7 @@ def _run_record(spec: RunSpec, split: str, config: dict, data: OpenedDataset, de
 
 
 IDENTITY_KEYS = ("method", "config", "fingerprint", "split", "checkpoint_sha256", "breast_only")
+DISPLAY_ONLY = ("progress", "log_every")  # config fields that change what is shown, never what is computed
 
 
 def _check_or_write_record(run_dir: Path, record: dict[str, Any]) -> None:
@@ -152,10 +154,14 @@ def _check_or_write_record(run_dir: Path, record: dict[str, Any]) -> None:
         except ValueError as err:
             raise RunError(f"{path}: unreadable run record ({err}); use another --out to start afresh") from None
         for key in IDENTITY_KEYS:
-            if old.get(key) != record[key]:
+            if _without_display(old.get(key), key) != _without_display(record[key], key):
                 raise RunError(f"{path}: existing run has a different {key!r}; use another --out to start afresh")
         return
     write_json(path, record)
+
+
+def _without_display(value: Any, key: str) -> Any:
+    return {k: v for k, v in value.items() if k not in DISPLAY_ONLY} if key == "config" and value else value
 
 
 def _remove_stale_temporaries(run_dir: Path) -> None:
@@ -173,19 +179,32 @@ def _fit(plan: RunPlan) -> Method:
     spec, config, device, run_dir = plan.spec, plan.config, plan.device, plan.run_dir
     model_dir = run_dir / "model"
     if distributed.rank() == 0 or plan.method_cls.supports_distributed_fit:
+        torch.manual_seed(config.seed)  # before construction: initial weights drawn from the global RNG
+        np.random.seed(config.seed % 2**32)
         method = plan.method_cls(config, device=device)
         method.work_dir = run_dir / "train"
-        torch.manual_seed(config.seed)
-        np.random.seed(config.seed % 2**32)
         console.print(f"[bold]fit[/] {spec.method} ({spec.profile}) on {len(plan.train)} normal slices, "
                       f"device {device}")
         with stopwatch(device) as t:
             method.fit(plan.train, plan.val or None)
         if distributed.rank() == 0:
             method.save(model_dir)
-            write_json(run_dir / "fit.json", {"seconds": t[0], "train_slices": len(plan.train)})
+            log = method.work_dir / "train-log.jsonl"
+            write_json(run_dir / "fit.json", {"seconds": _training_seconds(log, t[0]), "train_slices": len(plan.train),
+                                              "log": str(log.relative_to(run_dir)) if log.exists() else None})
     distributed.barrier()
     return plan.method_cls.load(model_dir, device=device, config=config)
+
+
+def _training_seconds(log: Path, measured: float) -> float:
+    """Training wall time over every resumed piece (the log's cumulative seconds), else this piece's time."""
+    if log.exists():
+        lines = [line for line in log.read_text().splitlines() if line.strip()]
+        try:
+            return max(measured, float(json.loads(lines[-1])["seconds"])) if lines else measured
+        except (ValueError, KeyError):
+            return measured
+    return measured
 
 
 def _score_slices(method: Method, slices: Sequence[Slice], run_dir: Path, spec: RunSpec) -> None:

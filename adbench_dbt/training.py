@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -43,6 +44,15 @@ class TrainingConfig(MethodConfig):
     log_every: int = Field(20, ge=1, description="steps per line of train-log.jsonl (mean losses) and per loss "
                                                  "update of the progress bar")
     progress: bool = Field(True, description="rich progress bar on stderr during training")
+
+
+@contextmanager
+def seeded_weights(seed: int) -> Iterator[None]:
+    """Build networks inside this block: their initial weights are a function of the config's seed alone, whatever
+    ran before in the process, and the caller's global RNG is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def seeded_generators(seed: int, device: torch.device) -> tuple[np.random.Generator, torch.Generator]:

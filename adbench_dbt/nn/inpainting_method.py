@@ -19,6 +19,7 @@ from adbench_dbt.nn.critics import GlobalCritic, LocalCritic
 from adbench_dbt.nn.deepfill import InpaintGenerator
 from adbench_dbt.nn.inpainting_trainer import InpaintingTrainer, InpaintingTrainingConfig, flush_denormals
 from adbench_dbt.nn.official_checkpoints import find_checkpoint, load_official
+from adbench_dbt.training import seeded_weights
 
 NETWORKS = ("generator", "local_critic", "global_critic")
 
@@ -53,8 +54,7 @@ class InpaintingMethod(WindowMethod):
     def __init__(self, config: InpaintingConfig | None = None, device: str | torch.device = "cpu") -> None:
         super().__init__(config, device)
         cfg = self.config
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)  # initial weights are a function of the config
+        with seeded_weights(cfg.seed):
             self.generator = InpaintGenerator(1, cfg.cnum)
             self.local_critic = LocalCritic(1, cfg.critic_cnum, cfg.hole)
             self.global_critic = self.build_global_critic()

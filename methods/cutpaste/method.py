@@ -14,7 +14,7 @@ from adbench_dbt.method import Heatmaps, WindowMethod
 from adbench_dbt.nn.gaussian_density import GaussianDensity
 from adbench_dbt.registry import register_method
 from adbench_dbt.sampling import sample_tissue_crops
-from adbench_dbt.training import TrainingConfig, run_steps, seeded_generators
+from adbench_dbt.training import TrainingConfig, run_steps, seeded_generators, seeded_weights
 from adbench_dbt.windows import GridOutputs, assemble_outputs, run_on_grid
 
 from .augment import color_jitter, cutpaste, cutpaste_scar
@@ -44,7 +44,8 @@ class CutPaste(WindowMethod):
 
     def __init__(self, config: CutPasteConfig | None = None, device: str | torch.device = "cpu") -> None:
         super().__init__(config, device)
-        self.net = CutPasteNet(self.config.head_layers).to(self.device).eval()
+        with seeded_weights(self.config.seed):
+            self.net = CutPasteNet(self.config.head_layers).to(self.device).eval()
         self.density: GaussianDensity | None = None
         self.density_grid = (1, 1)  # (rows, cols) of per-location densities
         self.train_losses: list[float] = []

@@ -26,7 +26,7 @@ from adbench_dbt.nn.nearest_neighbor import DEFAULT_MAX_ELEMENTS, NearestNeighbo
 from adbench_dbt.windows import GridOutputs, assemble_outputs, run_on_grid, score_slice
 from adbench_dbt.registry import register_method
 from adbench_dbt.sampling import sample_tissue_crops
-from adbench_dbt.training import TrainingConfig, run_steps, seeded_generators
+from adbench_dbt.training import TrainingConfig, run_steps, seeded_generators, seeded_weights
 
 from .networks import HierarchicalEncoder, PositionClassifier
 from .pairs import jitter_pairs, position_pairs
@@ -72,8 +72,9 @@ class PatchSVDD(WindowMethod):
     def __init__(self, config: PatchSVDDConfig | None = None, device: str | torch.device = "cpu") -> None:
         super().__init__(config, device)
         cfg = self.config
-        self.encoder = HierarchicalEncoder(cfg.window, cfg.dim).to(self.device).eval()
-        self.classifiers = torch.nn.ModuleDict({s: PositionClassifier(cfg.dim) for s in SCALES}).to(self.device)
+        with seeded_weights(cfg.seed):
+            self.encoder = HierarchicalEncoder(cfg.window, cfg.dim).to(self.device).eval()
+            self.classifiers = torch.nn.ModuleDict({s: PositionClassifier(cfg.dim) for s in SCALES}).to(self.device)
         self.input_mean = 0.0
         self.banks: dict[str, NearestNeighborIndex] = {}
         self.train_losses: list[float] = []
