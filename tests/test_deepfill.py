@@ -7,21 +7,19 @@ from pathlib import Path
 import pytest
 import torch
 
+from adbench_dbt.errors import CheckpointError
 from adbench_dbt.nn.critics import GlobalCritic, LocalCritic
 from adbench_dbt.nn.deepfill import InpaintGenerator
 from adbench_dbt.nn.official_checkpoints import find_checkpoint, load_official, save_official
 
-REFERENCE = Path(__file__).parents[2] / "shared" / "reference"
+# The official PICARD checkpoint layout (tensor names/shapes, parameter counts, live dropout, per-layer shapes and conv
+# hyper-parameters); provenance in tests/fixtures/README.md.
+LAYOUT = Path(__file__).parent / "fixtures" / "picard_official_layout.json"
 
 
 @pytest.fixture(scope="module")
-def state_reference() -> dict:
-    return json.loads((REFERENCE / "picard_state_dict.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def layer_reference() -> dict:
-    return json.loads((REFERENCE / "picard_layer_shapes.json").read_text())
+def official() -> dict:
+    return json.loads(LAYOUT.read_text())
 
 
 @pytest.fixture(scope="module")
@@ -34,30 +32,31 @@ def _shapes(module: torch.nn.Module) -> dict[str, list[int]]:
     return {k: list(v.shape) for k, v in module.state_dict().items()}
 
 
-def test_every_tensor_name_and_shape_matches_official(nets, state_reference):
-    assert _shapes(nets["generator"]) == state_reference["generator"]
-    assert len(state_reference["generator"]) == 84
+def test_every_tensor_name_and_shape_matches_official(nets, official):
+    assert _shapes(nets["generator"]) == official["generator"]
+    assert len(official["generator"]) == 84
     for name in ("localD", "globalD"):
-        assert _shapes(nets[name]) == state_reference["discriminator"][name]
+        assert _shapes(nets[name]) == official["discriminator"][name]
 
 
-def test_parameter_counts(nets, state_reference):
+def test_parameter_counts(nets, official):
     counts = {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}
     assert counts == {"generator": 3_596_162, "localD": 674_945, "globalD": 699_521}
-    ref = state_reference["param_counts"]
+    ref = official["param_counts"]
     assert counts["generator"] == ref["generator_total"]
     assert sum(p.numel() for p in nets["generator"].coarse_generator.parameters()) == ref["coarse_generator"]
     assert sum(p.numel() for p in nets["generator"].fine_generator.parameters()) == ref["fine_generator"]
+    assert (counts["localD"], counts["globalD"]) == (ref["localD"], ref["globalD"])
 
 
-def test_per_layer_output_shapes(nets, layer_reference):
+def test_per_layer_output_shapes(nets, official):
     seen: dict[str, list[int]] = {}
     handles = []
     for prefix, net in nets.items():
         net = net.eval()
         for name, module in net.named_modules():
             key = f"{prefix}.{name}"
-            if key in layer_reference["shapes"]:
+            if key in official["output_shapes"]:
                 handles.append(module.register_forward_hook(
                     lambda m, i, o, key=key: seen.__setitem__(key, list(o.shape))))
     x = torch.rand(1, 1, 256, 256) * 2 - 1
@@ -70,7 +69,7 @@ def test_per_layer_output_shapes(nets, layer_reference):
         feature = nets["localD"].features(x[..., 64:192, 64:192])
     for h in handles:
         h.remove()
-    expected = dict(layer_reference["shapes"])
+    expected = dict(official["output_shapes"])
     # the official attention also returns a flow visualisation (second entry), which is not computed here
     expected["generator.fine_generator.contextul_attention"] = expected["generator.fine_generator.contextul_attention"][0]
     assert list(feature.shape) == expected.pop("localD.saved_featuremap (MCD feature)")
@@ -79,10 +78,10 @@ def test_per_layer_output_shapes(nets, layer_reference):
     assert seen == expected
 
 
-def test_conv_hyperparameters(nets, layer_reference):
+def test_conv_hyperparameters(nets, official):
     activations = {"ELU": torch.nn.ELU, "ReLU": torch.nn.ReLU, "LeakyReLU": torch.nn.LeakyReLU}
     modules = {f"{p}.{n}": m for p, net in nets.items() for n, m in net.named_modules()}
-    for key, spec in layer_reference["layers"].items():
+    for key, spec in official["conv_blocks"].items():
         block = modules[key]
         conv = block.conv
         assert (conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0], conv.padding[0],
@@ -95,13 +94,13 @@ def test_conv_hyperparameters(nets, layer_reference):
         assert (block.dropout is not None) == spec["dropout2d_module"], key
 
 
-def test_released_dropout_liveness_and_fine_switch(nets, state_reference):
+def test_released_dropout_liveness_and_fine_switch(nets, official):
     gen = nets["generator"]
     gen.set_dropout(0.5)
-    assert gen.live_dropout() == state_reference["dropout_active_without_DataParallel"]
+    assert gen.live_dropout() == official["dropout_active"]
     gen.set_dropout(0.5, fine_stage=True)
     live = gen.live_dropout()
-    assert set(state_reference["dropout_active_without_DataParallel"]) < set(live)
+    assert set(official["dropout_active"]) < set(live)
     assert "fine_generator.pmconv1.dropout" in live and "fine_generator.allconv16.dropout" in live
     assert not any(f"coarse_generator.conv{i}.dropout" in live for i in range(11, 17))
     gen.set_dropout(0.0)
@@ -129,12 +128,12 @@ def test_dropout_is_per_sample_channel_mask_and_off_in_training_context():
         assert gen.live_dropout()  # restored after the block
 
 
-def test_official_layout_round_trip(tmp_path, state_reference):
+def test_official_layout_round_trip(tmp_path, official):
     """A checkpoint written in the official layout with random tensors loads strictly via the loader."""
     torch.manual_seed(1)
-    gen_state = {k: torch.randn(shape) for k, shape in state_reference["generator"].items()}
+    gen_state = {k: torch.randn(shape) for k, shape in official["generator"].items()}
     dis_state = {name: {k: torch.randn(shape) for k, shape in keys.items()}
-                 for name, keys in state_reference["discriminator"].items()}
+                 for name, keys in official["discriminator"].items()}
     torch.save(gen_state, tmp_path / "gen_00130000.pt")
     torch.save(dis_state, tmp_path / "dis_00130000.pt")
     torch.save({k: v * 0 for k, v in gen_state.items()}, tmp_path / "gen_00005000.pt")
@@ -148,20 +147,20 @@ def test_official_layout_round_trip(tmp_path, state_reference):
     torch.testing.assert_close(glob.linear.weight, dis_state["globalD"]["linear.weight"])
     assert load_official(tmp_path, gen, local, glob, iteration=5000) == 5000
     assert float(gen.coarse_generator.conv1.conv.weight.detach().abs().sum()) == 0
-    with pytest.raises(FileNotFoundError, match="200000"):
+    with pytest.raises(CheckpointError, match="200000"):
         find_checkpoint(tmp_path, 200000)
 
 
 def test_official_loader_errors_name_the_file(tmp_path):
     gen, local, glob = InpaintGenerator(1, 8), LocalCritic(1, 8, 32), GlobalCritic(1, 8, 64)
-    with pytest.raises(FileNotFoundError, match="no gen_"):
+    with pytest.raises(CheckpointError, match="no gen_"):
         load_official(tmp_path, gen, local, glob)
     save_official(tmp_path, 7, gen, local, glob)
     assert load_official(tmp_path, gen, local, glob) == 7
-    with pytest.raises(ValueError, match="gen_00000007.pt"):
+    with pytest.raises(CheckpointError, match="gen_00000007.pt"):
         load_official(tmp_path, InpaintGenerator(1, 16), local, glob)
     torch.save({"localD": local.state_dict()}, tmp_path / "dis_00000007.pt")
-    with pytest.raises(ValueError, match="localD"):
+    with pytest.raises(CheckpointError, match="localD"):
         load_official(tmp_path, gen, local, glob)
 
 

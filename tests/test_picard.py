@@ -14,7 +14,8 @@ from adbench_dbt.nn.official_checkpoints import save_official
 from adbench_dbt.registry import create_method, get_method
 from test_inpainting_trainer import synthetic_slice
 
-REFERENCE = Path(__file__).parents[2] / "shared" / "reference"
+# official PICARD checkpoint layout; provenance in tests/fixtures/README.md
+LAYOUT = Path(__file__).parent / "fixtures" / "picard_official_layout.json"
 VARIANTS = {"mcd_image", "mcd_feature", "mean_image", "mean_feature", "median_image", "median_feature"}
 
 
@@ -62,11 +63,13 @@ def test_registered_with_profiles():
 
 def test_paper_profile_builds_the_official_networks():
     method = create_method("picard", "paper")
-    reference = json.loads((REFERENCE / "picard_state_dict.json").read_text())
+    reference = json.loads(LAYOUT.read_text())
     assert {k: list(v.shape) for k, v in method.generator.state_dict().items()} == reference["generator"]
     assert {k: list(v.shape) for k, v in method.local_critic.state_dict().items()} == \
         reference["discriminator"]["localD"]
-    assert method.generator.live_dropout() == reference["dropout_active_without_DataParallel"]
+    assert {k: list(v.shape) for k, v in method.global_critic.state_dict().items()} == \
+        reference["discriminator"]["globalD"]
+    assert method.generator.live_dropout() == reference["dropout_active"]
 
 
 def test_one_batched_forward_and_truth_encoded_once(fitted):
@@ -136,7 +139,7 @@ def test_fit_score_save_load_round_trip(fitted, tmp_path):
         np.testing.assert_array_equal(maps[name], again[name])
     torch.testing.assert_close(loaded.training_l1, fitted.training_l1)
 
-    via_checkpoint = get_method("picard").from_checkpoint(tmp_path / "model", fitted.config.model_copy(
+    via_checkpoint = get_method("picard").restore(tmp_path / "model", fitted.config.model_copy(
         update={"stride": 8}))
     assert via_checkpoint.config.stride == 8
     torch.testing.assert_close(via_checkpoint.generator.coarse_generator.conv1.conv.weight,

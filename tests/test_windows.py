@@ -1,17 +1,19 @@
 """The sliding-window engine against slow, obviously-correct per-window references."""
+import cv2
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from adbench_dbt.config import WindowConfig
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.method import WindowMethod
-from adbench_dbt.windows import WindowGrid, assemble, run_batches, tissue_windows, window_view
+from adbench_dbt.windows import (GridOutputs, WindowGrid, assemble, assemble_outputs, run_batches, tissue_windows,
+                                 window_view)
 
 
 def test_grid_follows_picard_counts():
-    # methods.md 2.7: 2457 x 1996 at P=256, s=32 -> 69 x 55 = 3,795 windows; 2457 x 1890 -> 69 x 52
+    # PICARD's grid (methods/picard/README.md, "Details"): 2457 x 1996 at P=256, s=32 -> 69 x 55 = 3,795 windows;
+    # 2457 x 1890 -> 69 x 52
     assert WindowGrid(2457, 1996, 256, 32).count == 3795
     assert (WindowGrid(2457, 1890, 256, 32).n_rows, WindowGrid(2457, 1890, 256, 32).n_cols) == (69, 52)
     with pytest.raises(ValueError, match="smaller than the 256px window"):
@@ -100,8 +102,53 @@ def test_assembly_modes_match_references(shape, window, stride):
     for nearest, mode in ((False, "centered"), (True, "centered-nearest")):
         np.testing.assert_allclose(assemble(t, grid, mode).numpy(), _reference_centered(scores, grid, nearest),
                                    atol=1e-5)
-    ref = F.interpolate(t[None, None].float(), size=shape, mode="bicubic", align_corners=False)[0, 0]
-    np.testing.assert_allclose(assemble(t, grid, "grid-bicubic").numpy(), ref.numpy(), atol=1e-6)
+
+
+def _keys_cubic(t, a=-0.75):
+    """Keys' cubic convolution kernel (R. Keys 1981) with a = -0.75, the constant of OpenCV and torch."""
+    t = np.abs(t)
+    return np.where(t <= 1, (a + 2) * t ** 3 - (a + 3) * t ** 2 + 1,
+                    np.where(t < 2, a * t ** 3 - 5 * a * t ** 2 + 8 * a * t - 4 * a, 0.0))
+
+
+def _resize_matrix(n_in, n_out):
+    """n_out x n_in weights of a 1-D bicubic resize, written from the definition, not from the implementation:
+    output sample y sits at source position (y + 0.5) * n_in / n_out - 0.5 (pixel centres, the grid stretched over
+    the slice), takes the 4 nearest source samples weighted by the Keys kernel, and indices beyond the grid are
+    clamped to its edge (edge replication)."""
+    weights = np.zeros((n_out, n_in))
+    for y in range(n_out):
+        src = (y + 0.5) * n_in / n_out - 0.5
+        base = int(np.floor(src))
+        for k in range(base - 1, base + 3):
+            weights[y, min(max(k, 0), n_in - 1)] += _keys_cubic(src - k)
+    return weights
+
+
+def _reference_bicubic(scores, shape):
+    """Separable: rows then columns."""
+    return _resize_matrix(scores.shape[0], shape[0]) @ scores @ _resize_matrix(scores.shape[1], shape[1]).T
+
+
+@pytest.mark.parametrize("shape,window,stride", [((37, 45), 8, 4), ((40, 33), 16, 10), ((24, 24), 24, 3),
+                                                ((24, 61), 16, 7), ((2457, 1996), 256, 32)])
+def test_grid_bicubic_matches_independent_references(shape, window, stride):
+    """PICARD's released assembly = the score grid stretched over the slice by bicubic interpolation
+    (align_corners=False, Keys a = -0.75, edge replication). Checked against two implementations that share no
+    code with torch: the formula above, and OpenCV's INTER_CUBIC (same kernel, same half-pixel mapping, same edge
+    replication). The formula and OpenCV agree to float32 rounding (OpenCV computes positions and weights in
+    float32: at most 2.2e-5 here for scores of size ~4), so a disagreement with the engine is the engine's.
+    Every pixel is compared, borders included; grids of 8 x 10, 3 x 2, 1 x 1, 2 x 7 windows, and PICARD's real
+    69 x 55 grid of a 2457 x 1996 slice. The tolerance, 1e-4, is far below what a wrong assembly gives: bilinear
+    differs by 0.77-1.15 and align_corners=True by 1.5-3.1 on the grids larger than 1 x 1."""
+    grid = WindowGrid(*shape, window, stride)
+    scores = np.random.default_rng(3).normal(size=(grid.n_rows, grid.n_cols))
+    reference = _reference_bicubic(scores, shape)
+    opencv = cv2.resize(scores, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
+    np.testing.assert_allclose(opencv, reference, atol=1e-4)
+    out = assemble(torch.from_numpy(scores), grid, "grid-bicubic").numpy()
+    assert out.shape == shape
+    np.testing.assert_allclose(out, reference, atol=1e-4)  # the engine computes in float32 too
 
 
 def test_averaged_accepts_small_maps():
@@ -128,7 +175,8 @@ class _MeanMethod(WindowMethod):
         pass
 
     def score_windows(self, windows):
-        return {"mean": windows.mean(dim=(1, 2, 3)), "max": windows.amax(dim=(1, 2, 3))}
+        mean = windows.mean(dim=(1, 2, 3))
+        return {"mean": mean, "max": windows.amax(dim=(1, 2, 3)), "negative": -1 - mean}
 
 
 def test_score_slice_skips_background_and_fills_with_slice_minimum():
@@ -141,12 +189,57 @@ def test_score_slice_skips_background_and_fills_with_slice_minimum():
     keep = tissue_windows(torch.from_numpy(sl.breast_mask), grid)
     assert method.last_window_count == int(keep.sum()) < grid.count
     full = _MeanMethod(WindowConfig(window=16, stride=8, assembly="averaged")).score_map(sl)
-    assert set(maps) == {"mean", "max"}
+    assert set(maps) == {"mean", "max", "negative"}
     # windows with tissue are identical; the map is finite everywhere
     covered = np.zeros((48, 48), bool)
     covered[:, :8] = True
-    np.testing.assert_allclose(maps["mean"][covered], full["mean"][covered], atol=1e-6)
-    assert np.isfinite(maps["mean"]).all()
+    for name in maps:
+        np.testing.assert_allclose(maps[name][covered], full[name][covered], atol=1e-6)
+        assert np.isfinite(maps[name]).all()
+    # window columns 0-2 (lefts 0, 8, 16) hold tissue; columns 3-4 (lefts 24, 32) are skipped, and pixels from
+    # x = 32 on are covered by skipped windows only: there the heatmap is the lowest score of the scored windows,
+    # computed here per window by slicing (not the highest, the mean, or 0: scores of "negative" are all < 0)
+    assert keep[:, :3].all() and not keep[:, 3:].any()
+    scored = [img[t: t + 16, l: l + 16] for t in range(0, 33, 8) for l in (0, 8, 16)]
+    lowest = {"mean": min(w.mean() for w in scored), "max": min(w.max() for w in scored),
+              "negative": min(-1 - w.mean() for w in scored)}
+    assert lowest["negative"] < -1 and lowest["mean"] > 0
+    for name, value in lowest.items():
+        np.testing.assert_allclose(maps[name][:, 32:], value, rtol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("mode", ["averaged", "centered", "centered-nearest", "grid-bicubic"])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_unscored_windows_get_the_lowest_score_in_every_assembly(mode, sign):
+    """Windows that were not scored (skip_background) enter the assembly with the slice's lowest score. Scores all
+    positive, then all negative, and not constant: a fill with the highest score, the mean, 0 or NaN fails."""
+    grid = WindowGrid(48, 48, 8, 8)  # 6 x 6 windows tiling the slice; each window's pixels are its own
+    rows, cols = np.meshgrid(np.arange(6), np.arange(6), indexing="ij")
+    indices = torch.from_numpy((rows * 6 + cols)[:, :2].reshape(-1))  # window columns 0-1 scored, 2-5 skipped
+    values = sign * (1 + torch.from_numpy(np.random.default_rng(4).random(len(indices))))  # |v| in [1, 2)
+    lowest = float(values.min())
+    heat = assemble_outputs(GridOutputs(grid, indices, {"s": values}, 1), values, mode)
+    assert heat.shape == (48, 48) and heat.dtype == np.float32
+    # from x = 32 on every interpolation reads skipped windows only (bicubic: 2 windows on each side)
+    np.testing.assert_allclose(heat[:, 32:], lowest, rtol=1e-6)
+    if mode in ("averaged", "centered-nearest"):  # scored windows keep their own score on their own pixels
+        expected = np.kron(values.numpy().reshape(6, 2), np.ones((8, 8)))
+        np.testing.assert_allclose(heat[:, :16], expected, rtol=1e-6)
+
+
+def test_averaged_pixels_no_window_covers_are_zero():
+    """`averaged` leaves pixels outside every window at 0 (the docstring; PICARD's and Swiecicki's averaged
+    heatmaps): 37 x 45 at P = 8, s = 4 covers rows 0-35 and columns 0-43 only. Negative scores, so a fill with the
+    lowest or the mean score would fail."""
+    grid = WindowGrid(37, 45, 8, 4)
+    assert (grid.tops()[-1] + 8, grid.lefts()[-1] + 8) == (36, 44)
+    scores = -1 - torch.from_numpy(np.random.default_rng(5).random((grid.n_rows, grid.n_cols)))
+    heat = assemble(scores, grid, "averaged").numpy()
+    assert (heat[36, :] == 0).all() and (heat[:, 44] == 0).all()
+    assert (heat[:36, :44] <= -1).all()
+    # the same through assemble_outputs with every window scored
+    out = GridOutputs(grid, torch.arange(grid.count), {"s": scores.reshape(-1)}, 1)
+    np.testing.assert_array_equal(assemble_outputs(out, scores.reshape(-1), "averaged"), heat)
 
 
 def test_score_slice_rejects_wrong_score_count():
