@@ -2,10 +2,11 @@
 or the path of a BCS-DBT download. Both go through the same BCS-DBT reader."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from adbench_dbt.data.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -16,10 +17,13 @@ class OpenedDataset:
     fingerprint: str
 
 
-def open_dataset(spec: str, cache: str | Path | None = None) -> OpenedDataset:
-    """Resolve `spec`, make sure every split slice is decoded into the cache (no work when it already is), open it."""
+def open_dataset(spec: str, cache: str | Path | None = None, split_options: dict[str, Any] | None = None,
+                 workers: int | None = None) -> OpenedDataset:
+    """Resolve `spec` and build its manifest once; each split is decoded into the cache when first asked for.
+
+    split_options: `protocol` and any split-definition field (they enter the manifest, hence the fingerprint).
+    """
     from adbench_dbt.data.dataset import BCSDBT
-    from adbench_dbt.data.prepare import prepare
 
     if spec == "phantom" or spec.startswith("phantom:"):
         from adbench_dbt.data.phantom import ensure_phantom
@@ -30,9 +34,8 @@ def open_dataset(spec: str, cache: str | Path | None = None) -> OpenedDataset:
     else:
         root = Path(spec).expanduser()
         if not root.is_dir():
-            raise FileNotFoundError(f"--dataset {spec}: not a directory (expected a BCS-DBT download root or "
-                                    f"'phantom' / 'phantom:tiny|demo|full')")
+            raise DataError(f"--dataset {spec}: not a directory (expected a BCS-DBT download root or "
+                            f"'phantom' / 'phantom:tiny|demo|full')")
         tag = "bcs-dbt"
-    prepare(root, cache, workers=min(4, os.cpu_count() or 1))
-    dataset = BCSDBT(root, cache=cache)
+    dataset = BCSDBT(root, cache=cache, workers=workers, **(split_options or {}))
     return OpenedDataset(tag=tag, root=root, dataset=dataset, fingerprint=dataset.fingerprint)

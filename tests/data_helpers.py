@@ -87,10 +87,11 @@ def relative_paths(volume: Volume) -> tuple[str, str]:
 
 
 def write_download(root: Path, volumes: list[Volume] | None = None, boxes: list[BoxRow] | None = None,
-                   *, test_boxes: bool = True, name_index: int = 0, pixel_seed: int = 0) -> Path:
+                   *, test_boxes: bool = True, name_index: int = 0, pixel_seed: int = 0,
+                   splits: tuple[str, ...] = SPLITS) -> Path:
     """Write tables + volumes under `root` (name_index 1/2 picks the older table names; pixel_seed changes the
-    pixel content, hence the files, without changing the layout)."""
-    volumes = default_volumes() if volumes is None else volumes
+    pixel content, hence the files, without changing the layout; `splits` = the subset a partial download has)."""
+    volumes = [v for v in (default_volumes() if volumes is None else volumes) if v.split in splits]
     boxes = default_boxes() if boxes is None else boxes
     root.mkdir(parents=True, exist_ok=True)
     for seed, volume in enumerate(volumes):
@@ -99,7 +100,7 @@ def write_download(root: Path, volumes: list[Volume] | None = None, boxes: list[
         side = volume.stored_side or volume.view[0].upper()
         write_volume(target, breast_frames(volume.n_frames, side, seed + pixel_seed), patient_id=volume.patient,
                      study_uid=volume.study, view=volume.view, window_center=WINDOW[0], window_width=WINDOW[1])
-    for split in SPLITS:
+    for split in splits:
         mine = [v for v in volumes if v.split == split]
         paths = [(v.patient, v.study, v.view, *relative_paths(v)) for v in mine]
         labels = [(v.patient, v.study, v.view, *(int(v.label == c) for c in

@@ -59,7 +59,9 @@ def box_contrast(image: np.ndarray, tissue: np.ndarray, box, rng: np.random.Gene
 
 def test_reader_sees_every_split_with_boxes_only_on_test_slices(dataset):
     counts = {name: len(dataset.entries(name)) for name in dataset.split_names}
-    assert counts == {"train": 6, "validation": 2, "test": 4}  # the benign volume is not a test slice
+    # PICARD takes one normal volume per patient: the phantom writes normal volumes as four-view studies of one
+    # patient (train: 6 volumes of 2 patients, validation: 2 of 1); the benign volume is not a test slice
+    assert counts == {"train": 2, "validation": 1, "test": 4}
     assert dataset.test_split == "test" and not dataset.skipped
     assert all(not s.boxes for name in ("train", "validation") for s in dataset.split(name))
     assert all(len(s.boxes) >= 1 for s in dataset.split("test"))

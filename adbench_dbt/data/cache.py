@@ -3,21 +3,26 @@
 Decoding a JPEG 2000 frame costs a fraction of a second and every method reads every slice many times, so slices
 are decoded once by `prepare`. Entries live under a key derived from the reader version and the identity of the
 source file (relative path, size, SOP Instance UID, window, shape): a replaced file or a changed pixel pipeline
-lands in a new directory, so a stale entry is never read.
+lands in a new directory, so a stale entry is never read. `fill_cache` is the one way slices get in: `adbench data
+prepare` and a `BCSDBT` that finds a split not cached both go through it.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+    TimeRemainingColumn
 
-from adbench_dbt.data.dicom import VolumeHeader, apply_window, read_header
+from adbench_dbt.data.dicom import VolumeHeader, apply_window, read_frames, read_header
 from adbench_dbt.data.errors import DataError
 from adbench_dbt.data.masks import breast_mask
 from adbench_dbt.data.orientation import fix_laterality, left_align
@@ -97,6 +102,58 @@ class SliceCache:
         """(loader, region_loader) for a `Slice`; picklable, so DataLoader workers can carry them."""
         image_path, mask_path = self.paths(name, record, frame)
         return partial(load_slice, image_path, mask_path), partial(load_region, image_path, mask_path)
+
+
+DecodeJob = tuple[str, dict[str, Any], list[int]]  # (volume id, manifest volume record, frames to decode)
+
+
+def default_workers() -> int:
+    """Decoding processes when the caller does not say: up to 4 (JPEG 2000 decoding is CPU-bound)."""
+    return min(4, os.cpu_count() or 1)
+
+
+def decode_volume(root: Path, cache_dir: Path, name: str, record: dict[str, Any], frames: list[int]) -> int:
+    """Decode `frames` of one volume and cache them standardized; returns how many slices were written."""
+    cache = SliceCache(cache_dir)
+    raw = read_frames(root / record["source"], frames)
+    center, width = record["window"]
+    for frame, raw_frame in zip(frames, raw):
+        image, mask = standardize_frame(raw_frame, record["view"], center, width)
+        cache.write(name, record, frame, image, mask)
+    return len(frames)
+
+
+def fill_cache(jobs: list[DecodeJob], root: Path, cache: SliceCache, workers: int,
+               console: Console) -> tuple[int, list[dict[str, str]]]:
+    """Decode every job (one file opened once for all its frames), in parallel over volumes, with a progress bar.
+
+    Returns (slices written, failures); a volume that fails to decode is a failure record, not an exception, so one
+    bad file never costs the rest of the run.
+    """
+    decoded, failed = 0, []
+    columns = (TextColumn("[bold]decoding slices"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("decode", total=sum(len(frames) for _, _, frames in jobs))
+
+        def collect(name: str, record: dict[str, Any], frames: list[int], outcome: Future | None) -> None:
+            nonlocal decoded
+            try:
+                decoded += outcome.result() if outcome is not None else decode_volume(
+                    root, cache.directory, name, record, frames)
+            except DataError as exc:  # decoder messages may span lines: the record stays one line
+                failed.append({"volume": name, "file": record["source"], "reason": " ".join(str(exc).split())})
+            progress.advance(task, len(frames))
+
+        if workers <= 1 or len(jobs) <= 1:
+            for name, record, frames in jobs:
+                collect(name, record, frames, None)
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = {pool.submit(decode_volume, root, cache.directory, *job): job for job in jobs}
+                for future in as_completed(futures):
+                    collect(*futures[future], future)
+    return decoded, sorted(failed, key=lambda f: f["volume"])
 
 
 def entry_key(record: dict[str, Any]) -> str:

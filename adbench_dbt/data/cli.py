@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from adbench_dbt.data.errors import DataError
+from adbench_dbt.errors import EXIT_PARTIAL
 
 data_app = typer.Typer(help="BCS-DBT data: prepare the slice cache, generate a synthetic phantom.",
                        no_args_is_help=True)
@@ -18,22 +18,26 @@ def prepare_command(
     root: Path = typer.Option(..., "--root", help="BCS-DBT download root (holds the CSV tables and volumes)."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Slice cache dir [default: $ADBENCH_CACHE or "
                                                                "~/.cache/adbench_dbt]."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Processes decoding volumes in parallel."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Processes decoding volumes in parallel "
+                                                                         "[default: CPUs, at most 4]."),
     protocol: Optional[str] = typer.Option(None, "--protocol", help="Split protocol: picard or swiecicki."),
+    split_option: list[str] = typer.Option([], "--split-option", help="Split definition field key=value "
+                                                                      "(repeatable; YAML values), e.g. seed=1."),
     split_config: Optional[Path] = typer.Option(None, "--split-config", help="Split definition YAML "
                                                                              "[default: datasets/bcs-dbt.yaml]."),
+    strict: bool = typer.Option(False, "--strict", help="Fail on the first skipped volume, box or label row."),
 ) -> None:
-    """Decode, window, orient and cache every slice of every split once; print counts and the fingerprint."""
+    """Decode, window, orient and cache every slice of every available split once; print counts, skips and the
+    fingerprint. Exits 1 when some volumes failed to decode (listed in the report)."""
+    from adbench_dbt.config import parse_overrides
     from adbench_dbt.data.prepare import prepare
 
-    options = {"protocol": protocol} if protocol else {}
-    try:
-        report = prepare(root, cache, workers, split_config, **options)
-    except DataError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from exc
+    options = parse_overrides(split_option)
+    if protocol:
+        options["protocol"] = protocol
+    report = prepare(root, cache, workers, split_config, strict=strict, **options)
     if report["failed"]:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 @data_app.command("phantom")

@@ -1,7 +1,8 @@
 """BCS-DBT on-disk layout: file names and columns of the official tables.
 
 Both the reader and the phantom writer use these constants, so the phantom is written exactly in the layout that
-the reader expects from the real download (see ../shared/reference/bcs-dbt.md).
+the reader expects from the real download (the tables and their columns are described in the dataset card,
+datasets/README.md, "The tables").
 """
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ VIEWS = ("lcc", "lmlo", "rcc", "rmlo")
 KEY_COLUMNS = ("PatientID", "StudyUID", "View")
 
 PATHS_COLUMNS = KEY_COLUMNS + ("descriptive_path", "classic_path")
-LABELS_COLUMNS = KEY_COLUMNS + ("Normal", "Actionable", "Benign", "Cancer")
+FLAG_COLUMNS = ("Normal", "Actionable", "Benign", "Cancer")  # 0/1; exactly one is 1 in the official tables
+LABELS_COLUMNS = KEY_COLUMNS + FLAG_COLUMNS
 BOXES_COLUMNS = KEY_COLUMNS + ("Subject", "Slice", "X", "Y", "Width", "Height", "Class", "AD", "VolumeSlices")
+BOX_CLASSES = ("benign", "cancer")
 
 # Current names first; the reader accepts the first one present on disk. The phantom writes the first name.
 TABLE_NAMES: dict[str, dict[str, tuple[str, ...]]] = {

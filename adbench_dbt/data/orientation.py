@@ -1,7 +1,8 @@
 """Orientation: undo unreliable stored laterality, then left-align so the chest wall is always on the left.
 
-The BCS-DBT boxes are given in the frame *after* the laterality fix (bcs-dbt.md step 3-4); PICARD then mirrors
-right-breast views (step 5), so every method sees the breast on the same side.
+The BCS-DBT boxes are given in the frame *after* the laterality fix (dataset card datasets/README.md, "How a slice
+is made", steps 3-4); PICARD then mirrors right-breast views (step 5), so every method sees the breast on the same
+side.
 """
 from __future__ import annotations
 

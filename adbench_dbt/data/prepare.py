@@ -1,114 +1,75 @@
-"""`prepare`: decode every slice of every split once into the slice cache, in parallel over volumes.
+"""`prepare`: decode every slice of every available split once into the slice cache, and say what happened.
 
-Work is grouped per volume so a file is opened once for all its frames; frames already cached are not decoded
-again, so re-running after an interruption or on a complete cache costs only the manifest.
+It is `BCSDBT(...).fill(all available splits)` plus a report: the same code path a library user takes when
+`BCSDBT.split` decodes a split on first use. Frames already cached are not decoded again, so re-running after an
+interruption or on a complete cache costs only the manifest.
 """
 from __future__ import annotations
 
-import time
-from collections import defaultdict
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-    TimeRemainingColumn
 from rich.table import Table
 
-from adbench_dbt.data.cache import SliceCache, standardize_frame
 from adbench_dbt.data.dataset import BCSDBT
-from adbench_dbt.data.dicom import read_frames
-from adbench_dbt.data.errors import DataError
 from adbench_dbt.io import write_json
 
 REPORT_NAME = "prepare-report.json"
 
 
-def prepare(root: str | Path, cache: str | Path | None = None, workers: int = 1,
-            split_config: str | Path | None = None, *, console: Console | None = None,
+def prepare(root: str | Path, cache: str | Path | None = None, workers: int | None = None,
+            split_config: str | Path | None = None, *, strict: bool = False, console: Console | None = None,
             **options: Any) -> dict[str, Any]:
-    """Fill the cache for every split; returns (and writes to <cache>/prepare-report.json) what it did."""
-    console = console or Console(stderr=True)
-    started = time.perf_counter()
-    dataset = BCSDBT(root, cache, split_config, **options)
-    volumes = dataset.manifest["volumes"]
-    unique = {(e["volume"], e["frame"]) for entries in dataset.manifest["splits"].values() for e in entries}
-    todo: dict[str, set[int]] = defaultdict(set)
-    for name, frame in unique:
-        if not dataset.cache.has(name, volumes[name], frame):
-            todo[name].add(frame)
-    jobs = [(name, volumes[name], sorted(frames)) for name, frames in sorted(todo.items())]
-    decoded, failed = _run(jobs, dataset.root, dataset.cache, workers, console)
+    """Fill the cache for every available split; returns (and writes to <cache>/prepare-report.json) what it did.
 
-    seconds = time.perf_counter() - started
+    `options` are split-definition fields (`protocol`, `seed`, ...); `strict` turns every skip into a DataError.
+    """
+    console = console or Console(stderr=True)
+    dataset = BCSDBT(root, cache, split_config, workers=workers, strict=strict, console=console, **options)
+    fill = dataset.fill(dataset.split_names)
     report = {
         "fingerprint": dataset.fingerprint,
         "cache": str(dataset.cache.directory),
         "reader_version": dataset.manifest["reader_version"],
         "counts": {name: len(entries) for name, entries in dataset.manifest["splits"].items()},
+        "unavailable": dataset.unavailable,
         "test_split": dataset.test_split,
-        "slices": len(unique),
-        "already_cached": len(unique) - sum(len(frames) for _, _, frames in jobs),
-        "decoded": decoded,
-        "seconds": round(seconds, 3),
-        "slices_per_second": round(decoded / seconds, 3) if decoded else None,
+        "slices": fill.slices,
+        "already_cached": fill.already_cached,
+        "decoded": fill.decoded,
+        "seconds": round(fill.seconds, 3),
+        "slices_per_second": round(fill.decoded / fill.seconds, 3) if fill.decoded else None,
         "skipped": dataset.skipped,
-        "failed": failed,
+        "notices": dataset.notices,
+        "failed": fill.failed,
     }
     write_json(dataset.cache.directory / REPORT_NAME, report)
-    write_json(dataset.cache.directory / "manifests" / f"{dataset.fingerprint}.json", dataset.manifest)
     _print_summary(console, report)
     return report
-
-
-def prepare_volume(root: Path, cache_dir: Path, name: str, record: dict[str, Any], frames: list[int]) -> int:
-    """Decode `frames` of one volume and cache them standardized; returns how many slices were written."""
-    cache = SliceCache(cache_dir)
-    raw = read_frames(root / record["source"], frames)
-    center, width = record["window"]
-    for frame, raw_frame in zip(frames, raw):
-        image, mask = standardize_frame(raw_frame, record["view"], center, width)
-        cache.write(name, record, frame, image, mask)
-    return len(frames)
-
-
-def _run(jobs: list[tuple[str, dict[str, Any], list[int]]], root: Path, cache: SliceCache, workers: int,
-         console: Console) -> tuple[int, list[dict[str, str]]]:
-    decoded, failed = 0, []
-    columns = (TextColumn("[bold]decoding slices"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("decode", total=sum(len(frames) for _, _, frames in jobs))
-
-        def collect(name: str, record: dict[str, Any], frames: list[int], outcome: Future | None) -> None:
-            nonlocal decoded
-            try:
-                decoded += outcome.result() if outcome is not None else prepare_volume(
-                    root, cache.directory, name, record, frames)
-            except DataError as exc:
-                failed.append({"volume": name, "file": record["source"], "reason": str(exc)})
-            progress.advance(task, len(frames))
-
-        if workers <= 1 or len(jobs) <= 1:
-            for name, record, frames in jobs:
-                collect(name, record, frames, None)
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = {pool.submit(prepare_volume, root, cache.directory, *job): job for job in jobs}
-                for future in as_completed(futures):
-                    collect(*futures[future], future)
-    return decoded, failed
 
 
 def _print_summary(console: Console, report: dict[str, Any]) -> None:
     table = Table(title="BCS-DBT slices per split")
     table.add_column("split")
     table.add_column("slices", justify="right")
+    table.add_column("status")
     for name, count in report["counts"].items():
-        table.add_row(name + (" (test set)" if name == report["test_split"] else ""), str(count))
+        table.add_row(name, str(count), "the test set" if name == report["test_split"] else "available")
+    for name, reason in report["unavailable"].items():
+        table.add_row(name, "-", f"absent: {reason}")
     console.print(table)
+    problems = ([("skipped", r) for r in report["skipped"]] + [("failed", {"split": "", **r}) for r in report["failed"]]
+                + [("notice", r) for r in report["notices"]])
+    if problems:
+        listing = Table(title="Skipped, failed and collapsed records")
+        for column in ("what", "split", "volume", "file", "reason"):
+            listing.add_column(column, overflow="fold")
+        for what, record in problems:
+            listing.add_row(what, record["split"], record["volume"], record["file"], record["reason"])
+        console.print(listing)
     console.print(f"decoded {report['decoded']} slice(s), {report['already_cached']} already cached, "
-                  f"{len(report['skipped'])} volume(s) skipped, {len(report['failed'])} failed to decode")
+                  f"{len(report['skipped'])} skipped, {len(report['failed'])} volume(s) failed to decode, "
+                  f"{len(report['notices'])} duplicate row(s) collapsed")
     console.print(f"fingerprint {report['fingerprint']}")
     console.print(f"report: {Path(report['cache']) / REPORT_NAME}")

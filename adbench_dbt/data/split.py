@@ -1,10 +1,11 @@
 """The standardized BCS-DBT split: which slices form train / validation / test, written as a canonical manifest.
 
 Rules (datasets/README.md): train and validation = k seeded random slices from each *normal* volume of their
-split; test = every slice of the test split carrying a cancer box (boxes of one slice merged into one record);
-`test-benign` and `test-fallback` (train cancer slices, the documented fallback when test boxes are withheld) are
-options. Everything is decided from tables and DICOM headers, no pixel decoding, so the manifest and its
-fingerprint are cheap and identical on every machine.
+split (with `volumes_per_patient`, only that many seeded volumes per patient); test = every slice of the test
+split carrying a cancer box (boxes of one slice merged into one record); `test-benign` and `test-fallback` (train
+cancer slices, the documented fallback when test boxes are withheld) are options. A split whose tables the
+download lacks is listed as unavailable, with the file names looked for. Everything is decided from tables and
+DICOM headers, no pixel decoding, so the manifest and its fingerprint are cheap and identical on every machine.
 """
 from __future__ import annotations
 
@@ -26,13 +27,13 @@ from adbench_dbt.data.errors import DataError
 from adbench_dbt.data.layout import SPLITS
 from adbench_dbt.data.orientation import mirror_boxes
 from adbench_dbt.data.slices import Box
-from adbench_dbt.data.tables import (SplitTables, load_split_tables, normal_keys, resolve_volume_path,
-                                     view_problem, volume_key)
+from adbench_dbt.data.tables import (Key, Record, SplitTables, load_split_tables, looked_for, normal_keys,
+                                     resolve_volume_path, view_problem, volume_key)
 
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2: `unavailable` splits, `notices`, per-box skips, `volumes_per_patient`
 # The top-level datasets/ folder installs as adbench_dbt.datasets (pyproject package-dir).
 DEFAULT_DEFINITION = Path(str(files("adbench_dbt.datasets") / "bcs-dbt.yaml"))
-Key = tuple[str, str, str]  # (PatientID, StudyUID, View)
+_PATIENT_STREAM = 1  # keeps the per-patient volume choice independent of the per-volume frame draw
 
 
 class SplitDefinition(BaseModel):
@@ -44,6 +45,7 @@ class SplitDefinition(BaseModel):
     protocol: str = "picard"
     seed: int = 0
     slices_per_volume: int = Field(1, ge=1)
+    volumes_per_patient: int | None = Field(None, ge=1)
     eligible_frames: tuple[float, float] = (0.25, 0.75)
     edge_exclusion_px: int = Field(0, ge=0)
     train_volumes: int | None = Field(None, ge=1)
@@ -59,6 +61,9 @@ class SplitDefinition(BaseModel):
         return self
 
 
+SPLIT_OPTIONS = tuple(SplitDefinition.model_fields)
+
+
 def load_definition(path: str | Path | None = None, **options: Any) -> SplitDefinition:
     """Read the split definition file, apply its protocol (or `options['protocol']`), then `options`."""
     path = Path(path) if path is not None else DEFAULT_DEFINITION
@@ -68,6 +73,12 @@ def load_definition(path: str | Path | None = None, **options: Any) -> SplitDefi
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a mapping of split settings")
     protocols = data.pop("protocols", {}) or {}
+    if not isinstance(protocols, dict) or not all(isinstance(v, (dict, type(None))) for v in protocols.values()):
+        raise DataError(f"{path}: 'protocols' must map each protocol name to a mapping of split settings")
+    _reject_unknown(data, f"{path}: unknown key")
+    for name, settings in protocols.items():
+        _reject_unknown(settings or {}, f"{path}: protocol {name!r}: unknown key")
+    _reject_unknown(options, "unknown split option")
     protocol = options.pop("protocol", data.get("protocol", "picard"))
     if protocols and protocol not in protocols:
         raise DataError(f"{path}: unknown protocol {protocol!r}; defined: {', '.join(sorted(protocols))}")
@@ -75,7 +86,15 @@ def load_definition(path: str | Path | None = None, **options: Any) -> SplitDefi
     try:
         return SplitDefinition(**merged)
     except ValidationError as exc:
-        raise DataError(f"{path}: invalid split definition: {exc}") from exc
+        problems = "; ".join(f"{'.'.join(str(part) for part in error['loc']) or 'definition'}: {error['msg']} "
+                             f"(got {error.get('input')!r})" for error in exc.errors())
+        raise DataError(f"{path}: invalid split definition: {problems}") from exc
+
+
+def _reject_unknown(settings: dict[str, Any], what: str) -> None:
+    unknown = sorted(set(settings) - set(SPLIT_OPTIONS))
+    if unknown:
+        raise DataError(f"{what} {unknown[0]!r}; expected one of {', '.join(SPLIT_OPTIONS)}")
 
 
 @dataclass
@@ -100,9 +119,10 @@ class _Builder:
     tables: dict[str, SplitTables] = field(default_factory=dict)
     path_index: dict[str, dict[Key, tuple[str, str]]] = field(default_factory=dict)
     volumes: dict[tuple[str, Key], _Volume] = field(default_factory=dict)
-    skipped: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[Record] = field(default_factory=list)
 
     def skip(self, split: str, key: Key, file: str, reason: str) -> None:
+        """Record why something of `split` is left out (or raise when strict): never a silent change."""
         if self.strict:
             raise DataError(reason if file in reason else f"{file}: {reason}")
         # The manifest must not depend on where the download lives: absolute paths become <root>.
@@ -122,9 +142,8 @@ class _Builder:
     def _open(self, source_split: str, key: Key) -> _Volume:
         if source_split not in self.path_index:
             paths = self.tables[source_split].paths
-            self.path_index[source_split] = {
-                (r.PatientID, r.StudyUID, r.View): (r.descriptive_path, r.classic_path)
-                for r in paths.iloc[::-1].itertuples(index=False)}  # reversed: the first row of a key wins
+            self.path_index[source_split] = {(r.PatientID, r.StudyUID, r.View): (r.descriptive_path, r.classic_path)
+                                             for r in paths.itertuples(index=False)}
         if key not in self.path_index[source_split]:
             return _Volume(source_split, key, "", "",
                            problem=f"volume {volume_key(*key)} is not in the file-paths table")
@@ -142,24 +161,39 @@ class _Builder:
 
 def build_manifest(root: str | Path, definition: SplitDefinition, *, strict: bool = False,
                    header_reader: Callable[[Path], VolumeHeader] = read_header) -> dict[str, Any]:
-    """The canonical manifest of every split. Unusable volumes are skipped and listed (or raise when strict)."""
+    """The canonical manifest of every split the download allows; the others are listed under `unavailable`
+    with what was looked for. Unusable volumes and boxes are skipped and listed (or raise when strict)."""
     root = Path(root)
     builder = _Builder(root, definition, strict, header_reader)
-    builder.tables = {split: load_split_tables(root, split) for split in SPLITS}
+    loaded = {split: load_split_tables(root, split) for split in SPLITS}
+    builder.tables = {split: tables for split, tables in loaded.items() if tables is not None}
     excluded = set(definition.exclude_volumes)
 
     splits: dict[str, list[dict[str, Any]]] = {}
-    splits["train"] = _normal_slices(builder, "train", excluded, definition.train_volumes)
-    splits["validation"] = _normal_slices(builder, "validation", excluded, None)
-    test_boxes = _boxes_by_slice(builder.tables["test"], "cancer", excluded)
+    unavailable: dict[str, str] = {}
+    for name, limit in (("train", definition.train_volumes), ("validation", None)):
+        if (problem := _missing_table(builder.tables, name, "labels")) is None:
+            splits[name] = _normal_slices(builder, name, excluded, limit)
+        else:
+            unavailable[name] = problem
+    test_problem = _missing_table(builder.tables, "test", "boxes")
+    test_boxes = {} if test_problem else _boxes_by_slice(builder.tables["test"], "cancer", excluded)
     if test_boxes:
         splits["test"] = _box_slices(builder, "test", "test", test_boxes)
+    else:
+        unavailable["test"] = test_problem or f"{builder.tables['test'].files['boxes']} has no cancer boxes"
     if definition.test_benign:
-        splits["test-benign"] = _box_slices(builder, "test-benign", "test",
-                                            _boxes_by_slice(builder.tables["test"], "benign", excluded))
+        if test_problem is None:
+            splits["test-benign"] = _box_slices(builder, "test-benign", "test",
+                                                _boxes_by_slice(builder.tables["test"], "benign", excluded))
+        else:
+            unavailable["test-benign"] = test_problem
     if not test_boxes or definition.test_fallback == "always":
-        splits["test-fallback"] = _box_slices(builder, "test-fallback", "train",
-                                              _boxes_by_slice(builder.tables["train"], "cancer", excluded))
+        if (problem := _missing_table(builder.tables, "train", "boxes")) is None:
+            splits["test-fallback"] = _box_slices(builder, "test-fallback", "train",
+                                                  _boxes_by_slice(builder.tables["train"], "cancer", excluded))
+        else:
+            unavailable["test-fallback"] = problem
 
     used = {entry["volume"] for entries in splits.values() for entry in entries}
     volumes = {}
@@ -172,12 +206,27 @@ def build_manifest(root: str | Path, definition: SplitDefinition, *, strict: boo
         "reader_version": READER_VERSION,
         "dataset": definition.name,
         "options": definition.model_dump(mode="json"),
-        "tables": {split: dict(sorted(builder.tables[split].files.items())) for split in SPLITS},
-        "test_split": "test" if test_boxes else "test-fallback",
+        "tables": {split: dict(sorted(tables.files.items())) for split, tables in sorted(builder.tables.items())},
+        "test_split": "test" if test_boxes or "test-fallback" not in splits else "test-fallback",
         "volumes": dict(sorted(volumes.items())),
         "splits": {name: sorted(entries, key=lambda e: e["id"]) for name, entries in sorted(splits.items())},
-        "skipped": sorted(builder.skipped, key=lambda s: (s["split"], s["volume"])),
+        "unavailable": dict(sorted(unavailable.items())),
+        "skipped": _sorted_records(builder.skipped),
+        "notices": _sorted_records([n for tables in builder.tables.values() for n in tables.notices]),
     }
+
+
+def _missing_table(tables: dict[str, SplitTables], split: str, kind: str) -> str | None:
+    """Why `split` cannot supply its `kind` table (its file-paths table or that table is absent), else None."""
+    if split not in tables:
+        return f"no file-paths table for split {split!r} (looked for {looked_for('paths', split)})"
+    if kind not in tables[split].files:
+        return f"no {kind} table for split {split!r} (looked for {looked_for(kind, split)})"
+    return None
+
+
+def _sorted_records(records: list[Record]) -> list[Record]:
+    return sorted(records, key=lambda r: (r["split"], r["volume"], r["file"], r["reason"]))
 
 
 def manifest_fingerprint(manifest: dict[str, Any]) -> str:
@@ -197,16 +246,40 @@ def eligible_frame_range(n_frames: int, eligible: tuple[float, float]) -> range:
     return range(low, min(high, n_frames))
 
 
+def _rng(seed: int, name: str, *stream: int) -> np.random.Generator:
+    """A generator seeded by (seed, name): what is drawn for one name never depends on the other names."""
+    return np.random.default_rng([seed, int.from_bytes(hashlib.sha256(name.encode()).digest()[:8]), *stream])
+
+
 def draw_frames(key: str, n_frames: int, definition: SplitDefinition) -> list[int]:
     """k distinct frames of one volume; seeded by (seed, volume key) so volumes never influence each other."""
     frames = eligible_frame_range(n_frames, definition.eligible_frames)
-    rng = np.random.default_rng([definition.seed, int.from_bytes(hashlib.sha256(key.encode()).digest()[:8])])
     k = min(definition.slices_per_volume, len(frames))
-    return sorted(int(frames[i]) for i in rng.choice(len(frames), size=k, replace=False))
+    return sorted(int(frames[i]) for i in _rng(definition.seed, key).choice(len(frames), size=k, replace=False))
+
+
+def pick_volumes_per_patient(keys: list[Key], per_patient: int, seed: int) -> list[Key]:
+    """At most `per_patient` volumes of each patient (PICARD: one), chosen by a generator seeded with
+    (seed, PatientID), so adding or removing a patient never changes another patient's choice."""
+    by_patient: dict[str, list[Key]] = defaultdict(list)
+    for key in sorted(keys):
+        by_patient[key[0]].append(key)
+    chosen = []
+    for patient, volumes in by_patient.items():
+        k = min(per_patient, len(volumes))
+        picks = _rng(seed, patient, _PATIENT_STREAM).choice(len(volumes), size=k, replace=False)
+        chosen += [volumes[i] for i in picks]
+    return sorted(chosen)
 
 
 def _normal_slices(builder: _Builder, split: str, excluded: set[str], limit: int | None) -> list[dict[str, Any]]:
-    keys = sorted(k for k in normal_keys(builder.tables[split]) if volume_key(*k) not in excluded)
+    tables = builder.tables[split]
+    normal, unclear = normal_keys(tables.labels)
+    for key, reason in unclear:
+        builder.skip(split, key, tables.files["labels"], reason)
+    keys = sorted(k for k in normal if volume_key(*k) not in excluded)
+    if builder.definition.volumes_per_patient is not None:
+        keys = pick_volumes_per_patient(keys, builder.definition.volumes_per_patient, builder.definition.seed)
     if limit is not None and limit < len(keys):
         rng = np.random.default_rng(builder.definition.seed)
         keys = [keys[i] for i in sorted(rng.choice(len(keys), size=limit, replace=False))]
@@ -221,22 +294,23 @@ def _normal_slices(builder: _Builder, split: str, excluded: set[str], limit: int
     return entries
 
 
-def _boxes_by_slice(tables: SplitTables, box_class: str, excluded: set[str]) -> dict[Key, dict[int, list[Box]]]:
-    """{volume: {frame: [boxes]}} of one class; empty when the split has no boxes table."""
-    out: dict[Key, dict[int, list[Box]]] = defaultdict(lambda: defaultdict(list))
-    if tables.boxes is None:
-        return {}
+_BoxRow = tuple[Box, int]  # a box and its line in the boxes table
+
+
+def _boxes_by_slice(tables: SplitTables, box_class: str, excluded: set[str]) -> dict[Key, dict[int, list[_BoxRow]]]:
+    """{volume: {frame: [(box, row)]}} of one class."""
+    out: dict[Key, dict[int, list[_BoxRow]]] = defaultdict(lambda: defaultdict(list))
     rows = tables.boxes[tables.boxes["Class"] == box_class]
     for row in rows.itertuples(index=False):
         key = (row.PatientID, row.StudyUID, row.View)
         if volume_key(*key) not in excluded:
-            out[key][int(row.Slice)].append((int(row.X), int(row.Y), int(row.Width), int(row.Height)))
+            out[key][int(row.Slice)].append(((int(row.X), int(row.Y), int(row.Width), int(row.Height)), int(row.row)))
     return {key: dict(frames) for key, frames in out.items()}
 
 
 def _box_slices(builder: _Builder, split: str, source_split: str,
-                boxes: dict[Key, dict[int, list[Box]]]) -> list[dict[str, Any]]:
-    table = builder.tables[source_split].files.get("boxes", "boxes table")
+                boxes: dict[Key, dict[int, list[_BoxRow]]]) -> list[dict[str, Any]]:
+    table = builder.tables[source_split].files["boxes"]
     margin = builder.definition.edge_exclusion_px
     entries = []
     for key in sorted(boxes):
@@ -244,29 +318,33 @@ def _box_slices(builder: _Builder, split: str, source_split: str,
         if volume is None:
             continue
         header, name = volume.header, volume_key(*key)
-        problem = _box_problem(boxes[key], header)
-        if problem:
-            builder.skip(split, key, table, f"volume {name} ({volume.source}): {problem}")
-            continue
         for frame, frame_boxes in sorted(boxes[key].items()):
-            kept = sorted(set(b for b in frame_boxes if _clear_of_edges(b, header.shape, margin)))
+            kept = []
+            for box, row in frame_boxes:
+                if problem := _box_problem(box, frame, header):
+                    builder.skip(split, key, table, f"volume {name} ({volume.source}): row {row}: {problem}; "
+                                                    f"only this box is dropped")
+                elif _clear_of_edges(box, header.shape, margin):
+                    kept.append(box)
             if not kept:
                 continue
             if key[2].startswith("r"):
-                kept = sorted(mirror_boxes(kept, header.cols))
+                kept = list(mirror_boxes(kept, header.cols))
             entries.append({"id": slice_id(name, frame), "volume": name, "frame": frame,
-                            "boxes": [list(b) for b in kept]})
+                            "boxes": [list(b) for b in sorted(kept)]})
     return entries
 
 
-def _box_problem(frames: dict[int, list[Box]], header: VolumeHeader) -> str:
-    for frame, frame_boxes in frames.items():
-        if not 0 <= frame < header.n_frames:
-            return f"box Slice {frame} is beyond the volume's {header.n_frames} frames"
-        for x, y, w, h in frame_boxes:
-            if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > header.cols or y + h > header.rows:
-                return (f"box (X={x}, Y={y}, Width={w}, Height={h}) on Slice {frame} lies outside the "
-                        f"{header.rows} x {header.cols} image")
+def _box_problem(box: Box, frame: int, header: VolumeHeader) -> str:
+    """Why one box cannot be scored against this volume ('' when it can)."""
+    x, y, w, h = box
+    described = f"box (X={x}, Y={y}, Width={w}, Height={h}) on Slice {frame}"
+    if not 0 <= frame < header.n_frames:
+        return f"{described}: Slice is beyond the volume's {header.n_frames} frames"
+    if w <= 0 or h <= 0:
+        return f"{described}: expected a positive Width and Height"
+    if x < 0 or y < 0 or x + w > header.cols or y + h > header.rows:
+        return f"{described} lies outside the {header.rows} x {header.cols} image"
     return ""
 
 
@@ -283,4 +361,3 @@ def _volume_record(root: Path, volume: _Volume) -> dict[str, Any]:
             "file_size": (root / volume.source).stat().st_size, "sop_instance_uid": header.sop_instance_uid,
             "shape": [header.rows, header.cols], "n_frames": header.n_frames,
             "window": [header.window_center, header.window_width]}
-
