@@ -32,7 +32,7 @@ _state = {"debug": False}
 def _options(debug: bool = typer.Option(False, "--debug", envvar="ADBENCH_DEBUG",
                                         help="show the full traceback of an error")) -> None:
     """Benchmark unsupervised anomaly localization on digital breast tomosynthesis (BCS-DBT)."""
-    _state["debug"] = debug
+    _state["debug"] = _state["debug"] or debug  # main() already saw a --debug given after the command
 
 
 def _error_line(message: str) -> None:

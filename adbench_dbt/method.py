@@ -20,6 +20,7 @@ from adbench_dbt.config import MethodConfig, WindowConfig, build_config, load_pr
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.errors import CheckpointError
 from adbench_dbt.io import atomic_directory, load_weights
+from adbench_dbt.windows import score_slice, warmup_windows
 
 Heatmaps = dict[str, np.ndarray]
 
@@ -212,14 +213,16 @@ class WindowMethod(Method):
         return self.effective_batch_size
 
     def score_map(self, sl: Slice) -> Heatmaps:
-        from adbench_dbt.windows import score_slice
-
         image, breast = sl.load()
-        maps = score_slice(self, image, breast)
-        self.last_window_count = maps.pop("__windows__")
-        return maps
+        return self.score_grid(image, breast)
+
+    def score_grid(self, image: np.ndarray, breast: np.ndarray) -> Heatmaps:
+        """The engine over `score_windows`: heatmaps of one slice; records the window count and the batch."""
+        result = score_slice(self.score_windows, image, breast, self.config, self.effective_batch_size,
+                             self.device, self.variants)
+        self.effective_batch_size = result.batch_size
+        self.last_window_count = result.windows
+        return result.maps
 
     def warmup(self, sl: Slice) -> None:
-        from adbench_dbt.windows import warmup_windows
-
-        warmup_windows(self, sl.image)
+        warmup_windows(self.score_windows, sl.image, self.config, self.effective_batch_size, self.device)

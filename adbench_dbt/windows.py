@@ -7,16 +7,13 @@ loop runs per window or per pixel: the only loop is over batches.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from adbench_dbt.config import AssemblyMode
-
-if TYPE_CHECKING:
-    from adbench_dbt.method import WindowMethod
+from adbench_dbt.config import AssemblyMode, WindowConfig
 
 WindowScorer = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 
@@ -107,7 +104,9 @@ def assemble(scores: torch.Tensor, grid: WindowGrid, mode: AssemblyMode) -> torc
     - centered / centered-nearest: each score at its window's true centre, bilinear (or nearest) between
       centres, constant beyond the outermost centres.
     - averaged: every window adds its score (or its small map, stretched over the window) to the pixels it
-      covers; divided by coverage; uncovered pixels are 0 (Swiecicki 2021, PatchSVDD).
+      covers; divided by coverage (Swiecicki 2021, PatchSVDD). Pixels no window covers (a border strip when the
+      stride does not tile the slice) get the lowest covered value, the rule for unscored windows too: a 0 fill
+      would rank them above everything for methods whose scores are negative.
     """
     if mode == "averaged":
         return _averaged(scores, grid)
@@ -157,7 +156,9 @@ def _averaged(scores: torch.Tensor, grid: WindowGrid) -> torch.Tensor:
     values = scores.reshape(-1).double()
     total = _rect_sum(grid.height, grid.width, tops, lefts, ch, cw, values)
     count = _rect_sum(grid.height, grid.width, tops, lefts, ch, cw, torch.ones_like(values))
-    return torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total)).float()
+    covered = count > 0
+    mean = total / count.clamp(min=1)
+    return torch.where(covered, mean, mean[covered].min()).float()
 
 
 def _rect_sum(height: int, width: int, tops: torch.Tensor, lefts: torch.Tensor, rh: int, rw: int,
@@ -225,24 +226,29 @@ def assemble_outputs(out: GridOutputs, values: torch.Tensor, mode: AssemblyMode)
         return assemble(grid_scores, out.grid, mode).cpu().numpy().astype(np.float32)
 
 
-def score_slice(method: "WindowMethod", image: np.ndarray, breast: np.ndarray) -> dict:
-    """Score every window of one slice with `method.score_windows` and assemble each variant's heatmap.
+@dataclass(frozen=True)
+class SliceScores:
+    """What scoring one slice produced: a heatmap per variant, the windows scored and the batch that ran."""
 
-    Returns {variant: float32 H x W numpy heatmap, '__windows__': windows scored}.
-    """
-    cfg = method.config
-    out = run_on_grid(method.score_windows, image, breast, cfg.window, cfg.stride,
-                      method.effective_batch_size, method.device, cfg.skip_background)
-    method.effective_batch_size = out.batch_size
+    maps: dict[str, np.ndarray]
+    windows: int
+    batch_size: int
+
+
+def score_slice(scorer: WindowScorer, image: np.ndarray, breast: np.ndarray, config: WindowConfig,
+                batch_size: int, device: torch.device, variants: tuple[str, ...]) -> SliceScores:
+    """Score every window of one slice with `scorer` and assemble each variant's heatmap (a slice without any
+    scored window gets all-zero maps for `variants`)."""
+    out = run_on_grid(scorer, image, breast, config.window, config.stride, batch_size, device,
+                      config.skip_background)
     if not out.outputs:
-        return {"__windows__": 0} | {v: np.zeros(image.shape, np.float32) for v in method.variants}
-    return {"__windows__": int(len(out.indices))} | {
-        name: assemble_outputs(out, values, cfg.assembly) for name, values in out.outputs.items()}
+        return SliceScores({v: np.zeros(image.shape, np.float32) for v in variants}, 0, out.batch_size)
+    maps = {name: assemble_outputs(out, values, config.assembly) for name, values in out.outputs.items()}
+    return SliceScores(maps, int(len(out.indices)), out.batch_size)
 
 
-def warmup_windows(method: "WindowMethod", image: np.ndarray) -> None:
-    """One batch through `score_windows`, so that lazy initialisation and kernel selection are not timed."""
-    cfg = method.config
-    n = method.effective_batch_size
-    run_on_grid(method.score_windows, image, np.ones(image.shape, bool), cfg.window, cfg.stride, n, method.device,
-                tissue_only=False, limit=n)
+def warmup_windows(scorer: WindowScorer, image: np.ndarray, config: WindowConfig, batch_size: int,
+                   device: torch.device) -> None:
+    """One batch through `scorer`, so that lazy initialisation and kernel selection are not timed."""
+    run_on_grid(scorer, image, np.ones(image.shape, bool), config.window, config.stride, batch_size, device,
+                tissue_only=False, limit=batch_size)

@@ -139,6 +139,8 @@ def test_full_disk_names_the_file_and_leaves_nothing_half_written(capsys, tmp_pa
     def full(*args, **kwargs):
         raise OSError("12288 requested and 12160 written")
 
+    for name in tiny_dataset.split_names:
+        tiny_dataset.split(name)  # cached before the disk "fills", so the first write to fail is a heatmap
     monkeypatch.setattr(np.lib.format, "write_array", full)  # what np.save/np.savez call to write the data
     code, out = invoke(capsys, *run_args(tmp_path, cache_root))
     assert code == errors.EXIT_FILESYSTEM

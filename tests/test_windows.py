@@ -70,7 +70,8 @@ def _reference_averaged(scores, grid):
                 block = np.kron(block, np.ones((p // block.shape[0], p // block.shape[1])))
             total[t: t + p, l: l + p] += block
             count[t: t + p, l: l + p] += 1
-    return np.where(count > 0, total / np.maximum(count, 1), 0.0)
+    mean = total / np.maximum(count, 1)
+    return np.where(count > 0, mean, mean[count > 0].min())
 
 
 def _reference_centered(scores, grid, nearest):
@@ -227,19 +228,21 @@ def test_unscored_windows_get_the_lowest_score_in_every_assembly(mode, sign):
         np.testing.assert_allclose(heat[:, :16], expected, rtol=1e-6)
 
 
-def test_averaged_pixels_no_window_covers_are_zero():
-    """`averaged` leaves pixels outside every window at 0 (the docstring; PICARD's and Swiecicki's averaged
-    heatmaps): 37 x 45 at P = 8, s = 4 covers rows 0-35 and columns 0-43 only. Negative scores, so a fill with the
-    lowest or the mean score would fail."""
+def test_averaged_pixels_no_window_covers_get_the_lowest_score():
+    """`averaged` gives pixels outside every window the lowest covered value: 37 x 45 at P = 8, s = 4 covers rows
+    0-35 and columns 0-43 only. Negative scores, so the old fill with 0 (which ranked the border strip above every
+    real score) fails, and so would a fill with the highest or the mean score."""
     grid = WindowGrid(37, 45, 8, 4)
     assert (grid.tops()[-1] + 8, grid.lefts()[-1] + 8) == (36, 44)
-    scores = -1 - torch.from_numpy(np.random.default_rng(5).random((grid.n_rows, grid.n_cols)))
-    heat = assemble(scores, grid, "averaged").numpy()
-    assert (heat[36, :] == 0).all() and (heat[:, 44] == 0).all()
-    assert (heat[:36, :44] <= -1).all()
-    # the same through assemble_outputs with every window scored
-    out = GridOutputs(grid, torch.arange(grid.count), {"s": scores.reshape(-1)}, 1)
-    np.testing.assert_array_equal(assemble_outputs(out, scores.reshape(-1), "averaged"), heat)
+    for scores in (-1 - torch.from_numpy(np.random.default_rng(5).random((grid.n_rows, grid.n_cols))),
+                   1 + torch.from_numpy(np.random.default_rng(6).random((grid.n_rows, grid.n_cols)))):
+        heat = assemble(scores, grid, "averaged").numpy()
+        lowest = heat[:36, :44].min()
+        assert (heat[36, :] == lowest).all() and (heat[:, 44] == lowest).all()
+        assert lowest > scores.min().item() - 1e-6 and lowest < scores.max().item()
+        # the same through assemble_outputs with every window scored
+        out = GridOutputs(grid, torch.arange(grid.count), {"s": scores.reshape(-1)}, 1)
+        np.testing.assert_array_equal(assemble_outputs(out, scores.reshape(-1), "averaged"), heat)
 
 
 def test_score_slice_rejects_wrong_score_count():
@@ -249,3 +252,15 @@ def test_score_slice_rejects_wrong_score_count():
 
     with pytest.raises(ValueError, match="scores for"):
         Bad(WindowConfig(window=8, stride=8)).score_map(Slice.from_array("b", np.ones((16, 16), np.float32)))
+
+
+def test_engine_does_not_import_the_method_layer():
+    """No import cycle: the engine is below the Method classes (they import it, never the reverse)."""
+    import ast
+    import inspect
+
+    from adbench_dbt import windows
+
+    imported = {node.module for node in ast.walk(ast.parse(inspect.getsource(windows)))
+                if isinstance(node, ast.ImportFrom)}
+    assert "adbench_dbt.config" in imported and not {"adbench_dbt.method", "adbench_dbt.registry"} & imported

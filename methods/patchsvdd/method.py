@@ -23,7 +23,7 @@ from adbench_dbt.config import AssemblyMode, WindowConfig
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.method import Heatmaps, WindowMethod
 from adbench_dbt.nn.nearest_neighbor import DEFAULT_MAX_ELEMENTS, NearestNeighborIndex
-from adbench_dbt.windows import GridOutputs, assemble_outputs, run_on_grid, score_slice
+from adbench_dbt.windows import GridOutputs, assemble_outputs, run_on_grid
 from adbench_dbt.registry import register_method
 from adbench_dbt.sampling import sample_tissue_crops
 from adbench_dbt.training import TrainingConfig, run_steps, seeded_generators, seeded_weights
@@ -199,8 +199,7 @@ class PatchSVDD(WindowMethod):
     def score_map(self, sl: Slice) -> Heatmaps:
         """Both scales' coverage-averaged maps and, as the official inspection, their plain sum and product."""
         image, breast = sl.load()
-        maps = score_slice(self, image, breast)
-        self.last_window_count = maps.pop("__windows__")  # K windows; the official fine grid is extra work
+        maps = self.score_grid(image, breast)  # K windows (last_window_count); the official fine grid is extra work
         if self.config.fine_geometry == "official":
             out = self._fine_grid(self.score_fine_patches, image, breast, self.config.stride,
                                   self.config.skip_background)
