@@ -3,7 +3,7 @@
 Each iteration draws tissue-overlapping crops, one hole box for the whole batch (each sample's hole shrunk by its
 own random margin), takes one critic step, and every `n_critic`-th iteration one generator step. Unlike the
 official loop, the critic update never contains the generator's adversarial gradient (the official code
-accumulates it into the critic on generator iterations); everything else follows methods.md section 2.5.
+accumulates it into the critic on generator iterations); everything else follows methods/picard/README.md, "Details".
 Checkpoints use the official file layout plus `optimizer.pt` (optimisers, iteration, every rank's RNG streams,
 the log's running sums), so a run can be scored directly or resumed to the weights of an uninterrupted one.
 Progress bar and train-log.jsonl are the shared ones of `adbench_dbt.training`.
