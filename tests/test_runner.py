@@ -144,3 +144,25 @@ def test_torchrun_shards_slices_and_rank0_merges(tmp_path, cache_root):
                          out=str(tmp_path / "single"), cache=str(cache_root), overlays=False))
     dist_summary = RunSummary.read(next((tmp_path / "dist").rglob("summary.json")))
     assert _strip(dist_summary) == _strip(single)
+
+
+def test_run_records_the_split_protocol_and_options_and_they_change_the_fingerprint(tmp_path, cache_root, capsys):
+    base = ["run", "--method", "random", "--profile", "smoke", "--dataset", "phantom:tiny", "--device", "cpu",
+            "--cache", str(cache_root), "--no-overlays"]
+    runs = {}
+    # swiecicki's 128 px edge exclusion would empty the tiny phantom's 128 x 96 test slices (an error, tested in
+    # test_errors.py): keep every box
+    for name, extra in (("picard", []), ("swiecicki", ["--protocol", "swiecicki", "--split-option",
+                                                        "edge_exclusion_px=0"]),
+                        ("seed", ["--split-option", "seed=3"])):
+        with pytest.raises(SystemExit) as done:
+            main([*base, "--out", str(tmp_path / name), *extra])
+        assert done.value.code == 0, capsys.readouterr().err
+        record = json.loads(next((tmp_path / name).rglob("run.json")).read_text())
+        runs[name] = (record, RunSummary.read(next((tmp_path / name).rglob("summary.json"))))
+    assert runs["picard"][0]["split_options"] == {}
+    assert runs["swiecicki"][0]["split_options"] == {"protocol": "swiecicki", "edge_exclusion_px": 0}
+    assert runs["seed"][0]["split_options"] == {"seed": 3}
+    assert runs["seed"][1].split_options == {"seed": 3}
+    fingerprints = {summary.fingerprint for _, summary in runs.values()}
+    assert len(fingerprints) == 3
