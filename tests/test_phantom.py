@@ -184,3 +184,17 @@ def test_ensure_phantom_generates_once_then_reuses(tmp_path, monkeypatch):
 def test_unknown_preset_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="unknown phantom preset 'huge'.*tiny, demo, full"):
         generate_phantom(tmp_path / "x", "huge")
+
+
+def test_demo_preset_gives_picard_forty_training_patients_and_about_150_test_slices():
+    """PICARD keeps one normal volume per patient; the demo writes normal studies as four views of one patient, so
+    it needs 40 four-view studies for 40 training slices; ~150 cancer boxes keep a mean-AUROC CI near +-0.03."""
+    from collections import Counter
+
+    from adbench_dbt.data.phantom.plan import plan_volumes
+
+    jobs = plan_volumes(get_preset("demo"), seed=0)
+    normal_train = Counter(j.patient for j in jobs if j.split == "train" and j.group == "Normal")
+    assert len(normal_train) >= 40 and set(normal_train.values()) == {4}
+    cancer_test = [j for j in jobs if j.split == "test" and j.group == "Cancer"]
+    assert len(cancer_test) >= 120 and len({j.patient for j in cancer_test}) == len(cancer_test) // 2

@@ -13,7 +13,7 @@ from adbench_dbt.data.phantom.presets import get_preset
 from adbench_dbt.data.phantom.writer import write_job, write_tables
 from adbench_dbt.io import atomic_directory, write_json
 
-GENERATOR_VERSION = 3  # bump whenever the pixels or tables a (preset, seed) produces change
+GENERATOR_VERSION = 4  # bump whenever the pixels or tables a (preset, seed) produces change
 SUMMARY_NAME = "phantom.json"  # written last: its presence marks a complete dataset
 
 

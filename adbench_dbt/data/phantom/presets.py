@@ -34,10 +34,13 @@ PRESETS: dict[str, Preset] = {
         description="unit tests: a dozen 128 x 96 volumes, seconds"),
     "demo": Preset(
         name="demo", rows=512, cols=400, n_frames=9,
-        splits={"train": SplitPlan(normal=40, actionable=2, benign=2),
-                "validation": SplitPlan(normal=6, cancer=2),
-                "test": SplitPlan(normal=4, benign=2, cancer=20)},
-        description="default embedded dataset: 512 x 400 frames, ~20 cancer test volumes"),
+        # PICARD's split keeps one normal volume per patient and normal studies are four views: 160 normal train
+        # volumes = 40 patients = 40 training slices. 120 cancer test volumes (60 two-view studies, a quarter with
+        # a second lesion) give ~150 test slices: a bootstrap 95% CI of a mean pixel AUROC about +-0.03.
+        splits={"train": SplitPlan(normal=160, actionable=2, benign=2),
+                "validation": SplitPlan(normal=8, cancer=2),
+                "test": SplitPlan(normal=4, benign=2, cancer=120)},
+        description="default embedded dataset: 512 x 400 frames, 40 normal training patients, ~150 test slices"),
     "full": Preset(
         name="full", rows=2457, cols=1996, n_frames=10,
         splits={"train": SplitPlan(normal=4), "validation": SplitPlan(normal=1), "test": SplitPlan(cancer=2)},

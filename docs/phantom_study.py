@@ -1,0 +1,298 @@
+"""Phantom study (issue 14 §5): is the embedded benchmark informative, and why do pixel-space completion errors
+sit at or below chance inside the breast?
+
+Three parts, each writing its own files (every number in docs/phantom-study.md comes from here):
+
+  grid   breast AUROC of PICARD and DMSE (demo profile) against training iterations and generator width (`cnum`,
+         critics left at the demo width). Runs go through the harness (`adbench_dbt.runner`, cached and resumable
+         under --out, the same run directories as `adbench run --out runs/demo`); the non-demo points score every
+         STEP-th test slice (a fixed subset) to fit a 2-core CPU; the demo point is read on the same subset (and
+         on the full test split from its summary). -> docs/phantom-study.csv
+  data   what the pixels say: breast AUROC of trivial cues (intensity, local standard deviation, distance to the
+         skin) and how the demo PICARD `mcd_image` heatmap relates to them. -> docs/phantom-study-data.csv
+  report docs/phantom-study.md (tables from the two CSVs) and docs/phantom-study.png (plot + completions).
+  tables prints the markdown tables that README.md and methods/*/README.md copy from
+         leaderboards/phantom-demo.csv (not part of `all`).
+
+Usage: python docs/phantom_study.py [grid|data|report|all|tables] [--out runs/demo] [--only picard|dmse]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+DOCS = Path(__file__).resolve().parent
+STEP = 3  # non-demo grid points score test slices 0, 3, 6, ... (51 of 151)
+DEMO = {"iterations": 800, "cnum": 8}
+# (method, iterations, cnum): cheap points first, the long ones last (the grid resumes where it stopped).
+GRID = [("picard", 800, 8), ("dmse", 800, 8), ("picard", 200, 8), ("dmse", 200, 8), ("picard", 800, 4),
+        ("dmse", 800, 4), ("picard", 800, 16), ("dmse", 800, 16), ("picard", 3200, 8), ("dmse", 3200, 8)]
+VARIANTS = {"picard": ("mcd_image", "mcd_feature"), "dmse": ("mse", "discr", "dmse")}
+STUDY_CSV, DATA_CSV = DOCS / "phantom-study.csv", DOCS / "phantom-study-data.csv"
+
+
+def _spec(method: str, iterations: int, cnum: int, out: str):
+    from adbench_dbt.runner import RunSpec
+
+    return RunSpec(method=method, profile="demo", overrides={"iterations": iterations, "cnum": cnum}, out=out,
+                   overlays=False)
+
+
+def grid(out: str, only: str | None) -> None:
+    from adbench_dbt.metrics import bootstrap_mean
+    from adbench_dbt.runner import _fit, _score_slices, preflight
+    from adbench_dbt.summary import read_slice_record
+
+    rows = pd.read_csv(STUDY_CSV).to_dict("records") if STUDY_CSV.exists() else []
+    done = {(r["method"], r["iterations"], r["cnum"]) for r in rows}
+    for method, iterations, cnum in GRID:
+        if (only and method != only) or (method, iterations, cnum) in done:
+            continue
+        started = time.perf_counter()
+        spec = _spec(method, iterations, cnum, out)
+        plan = preflight(spec)
+        model = plan.model if plan.model is not None else _fit(plan)
+        subset = plan.test[::STEP]
+        _score_slices(model, subset, plan.run_dir, spec)
+        records = [read_slice_record(plan.run_dir / "slices" / f"{sl.id}.json") for sl in subset]
+        fit = json.loads((plan.run_dir / "fit.json").read_text())["seconds"]
+        full = plan.run_dir / "summary.json"
+        full = json.loads(full.read_text()) if full.exists() else None
+        for variant in VARIANTS[method]:
+            values = np.array([np.nan if r.metrics[variant].auroc_breast is None else r.metrics[variant].auroc_breast
+                               for r in records])
+            stats = bootstrap_mean(values, seed=0)
+            inout = np.nanmean([np.nan if r.metrics[variant].inout_ratio is None else r.metrics[variant].inout_ratio
+                                for r in records])
+            row = {"method": method, "variant": variant, "iterations": iterations, "cnum": cnum,
+                   "demo": iterations == DEMO["iterations"] and cnum == DEMO["cnum"], "fit_s": round(fit, 1),
+                   "slices": int(stats.n), "auroc_breast": round(stats.mean, 4), "low": round(stats.low, 4),
+                   "high": round(stats.high, 4), "inout": round(float(inout), 3),
+                   "auroc_breast_all_slices": (round(full["variants"][variant]["auroc_breast"], 4)
+                                               if full else None),
+                   "run": plan.run_dir.name}
+            rows.append(row)
+        _merge_rows(rows)
+        print(f"{method} it={iterations} cnum={cnum}: {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def _merge_rows(rows: list[dict]) -> None:
+    """Rows merged into the CSV as it is now on disk (a second grid process, --only, may have added its own)."""
+    key = ["method", "variant", "iterations", "cnum"]
+    table = pd.DataFrame(rows)
+    if STUDY_CSV.exists():
+        table = pd.concat([pd.read_csv(STUDY_CSV), table]).drop_duplicates(key, keep="last")
+    order = {point: index for index, point in enumerate(GRID)}
+    table["_order"] = [order.get((m, i, c), len(GRID)) for m, i, c in zip(table.method, table.iterations, table.cnum)]
+    table = table.sort_values(["_order", "variant"], kind="stable").drop(columns="_order")
+    tmp = STUDY_CSV.with_suffix(".tmp")
+    table.to_csv(tmp, index=False)
+    tmp.replace(STUDY_CSV)
+
+
+def _test_slices():
+    from adbench_dbt.datasets_resolve import open_dataset
+
+    data = open_dataset("phantom")
+    return data, data.dataset.split(data.dataset.test_split)
+
+
+def _demo_run_dir(out: str, method: str) -> Path:
+    from adbench_dbt.runner import preflight
+
+    return preflight(_spec(method, DEMO["iterations"], DEMO["cnum"], out)).run_dir
+
+
+def _local_std(image: np.ndarray, size: int) -> np.ndarray:
+    mean = cv2.blur(image, (size, size))
+    return np.sqrt(np.maximum(cv2.blur(image * image, (size, size)) - mean * mean, 0))
+
+
+def data(out: str) -> None:
+    """Breast AUROC of trivial cues, and the rank correlation of the demo PICARD image heatmap with them."""
+    from scipy.stats import spearmanr
+
+    from adbench_dbt.metrics import bootstrap_mean, pixel_auroc
+
+    _, test = _test_slices()
+    heat_dir = _demo_run_dir(out, "picard") / "heatmaps"
+    cues: dict[str, list[float]] = {}
+    corr: dict[str, list[float]] = {}
+    for sl in test:
+        image, breast = sl.load()
+        labels = sl.label_mask
+        if labels[breast].all() or not labels[breast].any():
+            continue
+        distance = cv2.distanceTransform(breast.astype(np.uint8), cv2.DIST_L2, 5)
+        features = {"intensity": image, "local std (15 px)": _local_std(image, 15),
+                    "local std (31 px)": _local_std(image, 31), "distance to skin": distance}
+        path = heat_dir / f"{sl.id}.npz"
+        heat = np.load(path)["mcd_image"] if path.exists() else None
+        for name, value in features.items():
+            cues.setdefault(name, []).append(pixel_auroc(value[breast], labels[breast]))
+            if heat is not None:
+                corr.setdefault(name, []).append(spearmanr(heat[breast][::7], value[breast][::7])[0])
+        if heat is not None:
+            # the heatmap inside the box against a ring of one box width around it (local contrast of the score)
+            x, y, w, h = sl.boxes[0]
+            ring = np.zeros_like(breast)
+            ring[max(y - h, 0): y + 2 * h, max(x - w, 0): x + 2 * w] = True
+            ring &= breast & ~labels
+            inside = labels & breast
+            if ring.any():
+                scores = np.concatenate([heat[inside], heat[ring]])
+                cues.setdefault("mcd_image: box vs ring around it", []).append(
+                    pixel_auroc(scores, np.r_[np.ones(inside.sum(), bool), np.zeros(ring.sum(), bool)]))
+    rows = []
+    for name, values in cues.items():
+        stats = bootstrap_mean(np.array(values), seed=0)
+        rows.append({"cue": name, "breast_auroc": round(stats.mean, 4), "low": round(stats.low, 4),
+                     "high": round(stats.high, 4), "slices": int(stats.n),
+                     "spearman_with_mcd_image": round(float(np.nanmean(corr[name])), 3) if name in corr else None})
+    pd.DataFrame(rows).to_csv(DATA_CSV, index=False)
+    print(pd.DataFrame(rows).to_string(index=False))
+
+
+def _completions_panel(out: str, ax_rows) -> None:
+    """Demo PICARD: a lesion window and a normal-tissue window, their truth and two completions each."""
+    import torch
+
+    from adbench_dbt.registry import get_method
+
+    data_, test = _test_slices()
+    run_dir = _demo_run_dir(out, "picard")
+    cls = get_method("picard")
+    model = cls.load(run_dir / "model", device="cpu")
+    config = model.config
+    P = config.window
+    sl = next(s for s in test if min(s.boxes[0][2:]) >= config.hole and max(s.boxes[0][2:]) <= P)
+    image, breast = sl.load()
+    x, y, w, h = sl.boxes[0]
+    cy, cx = y + h // 2, x + w // 2
+    windows = [image[cy - P // 2: cy + P // 2, cx - P // 2: cx + P // 2]]
+    rng = np.random.default_rng(0)
+    interior = cv2.erode(breast.astype(np.uint8), np.ones((P + 1, P + 1), np.uint8)).astype(bool)
+    interior[max(y - P, 0): y + h + P, max(x - P, 0): x + w + P] = False
+    ys, xs = np.nonzero(interior)
+    k = rng.integers(len(ys))
+    windows.append(image[ys[k] - P // 2: ys[k] + P // 2, xs[k] - P // 2: xs[k] + P // 2])
+    torch.manual_seed(0)
+    batch = torch.from_numpy(np.stack(windows)[:, None].astype(np.float32))
+    for module in model.networks():
+        module.eval()
+    model.generator.apply(lambda m: m.train() if isinstance(m, torch.nn.Dropout2d) else None)
+    with torch.no_grad():
+        truth, masked = model.masked_input(batch)
+        _, completed = model.generator(masked.repeat_interleave(config.completions, 0), model.hole_mask)
+    completed = completed.reshape(len(windows), config.completions, P, P)
+    for row, title in zip(range(len(windows)), ("lesion window", "normal tissue")):
+        panels = [truth[row, 0], masked[row, 0]] + [completed[row, m] for m in range(config.completions)]
+        names = ["truth", "input"] + [f"completion {m + 1}" for m in range(config.completions)]
+        for ax, panel, name in zip(ax_rows[row], panels, names):
+            ax.imshow(((panel.numpy() + 1) / 2).clip(0, 1), cmap="gray", vmin=0, vmax=1)
+            ax.set_title(f"{title}: {name}" if name == "truth" else name, fontsize=7)
+            ax.axis("off")
+
+
+def report(out: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    study = pd.read_csv(STUDY_CSV)
+    lines = ["# Phantom study: breast AUROC against training and width", "",
+             "Generated by `python docs/phantom_study.py` (never edited by hand). Demo profiles of PICARD and DMSE "
+             "on the `demo` phantom (2-core CPU); `iterations` and generator `cnum` overridden (critics at the "
+             f"demo width 8). Breast AUROC = mean over slices of the pixel AUROC over breast pixels, bootstrap 95% CI; "
+             f"non-demo points score every {STEP}rd test slice (a fixed subset, `slices`), the demo point is shown "
+             "on the same subset and (last column) on the full test split.", "",
+             study.drop(columns=["run"]).to_markdown(index=False), ""]
+    if DATA_CSV.exists():
+        cues = pd.read_csv(DATA_CSV)
+        lines += ["## Trivial cues on the test slices", "",
+                  "Breast AUROC of a cue used directly as the heatmap, and the Spearman correlation (over breast "
+                  "pixels) of the demo PICARD `mcd_image` heatmap with that cue.", "",
+                  cues.to_markdown(index=False), ""]
+    lines += ["![study](phantom-study.png)", ""]
+    (DOCS / "phantom-study.md").write_text("\n".join(lines))
+
+    fig = plt.figure(figsize=(12, 8))
+    series = [("picard", "mcd_image"), ("picard", "mcd_feature"), ("dmse", "mse"), ("dmse", "discr")]
+    for index, (axis, fixed) in enumerate((("iterations", "cnum"), ("cnum", "iterations"))):
+        ax = fig.add_subplot(2, 2, index + 1)
+        for method, variant in series:
+            part = study[(study.method == method) & (study.variant == variant) & (study[fixed] == DEMO[fixed])]
+            part = part.sort_values(axis)
+            if len(part):
+                ax.errorbar(part[axis], part.auroc_breast, yerr=[part.auroc_breast - part.low,
+                                                                 part.high - part.auroc_breast],
+                            marker="o", capsize=3, label=f"{method} {variant}")
+        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(axis + (" (cnum 8)" if axis == "iterations" else " (800 iterations)"))
+        ax.set_ylabel("breast AUROC")
+        ax.legend(fontsize=7)
+    try:
+        import matplotlib.gridspec as gridspec
+
+        spec = gridspec.GridSpecFromSubplotSpec(2, 4, subplot_spec=gridspec.GridSpec(2, 1, figure=fig)[1])
+        axes = [[fig.add_subplot(spec[r, c]) for c in range(4)] for r in range(2)]
+        _completions_panel(out, axes)
+    except Exception as err:  # the plot still shows the grid
+        print(f"completions panel skipped: {err}")
+    fig.tight_layout()
+    fig.savefig(DOCS / "phantom-study.png", dpi=110)
+    print((DOCS / "phantom-study.md").read_text())
+
+
+def tables() -> None:
+    board = pd.read_csv(DOCS.parent / "leaderboards" / "phantom-demo.csv")
+    board = board.sort_values("auroc_breast", ascending=False)
+    fmt = lambda v, lo, hi: f"{v:.3f} [{lo:.3f}, {hi:.3f}]"  # noqa: E731
+    print(f"fingerprint {board.fingerprint.unique()}, slices {board.slices.unique()}\n")
+    print("| method | variant | breast AUROC [95% CI] | in/out | pixel AUROC [95% CI] | pixel AP | s/slice | fit s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in board.itertuples():
+        print(f"| {r.method} | {r.variant} | {fmt(r.auroc_breast, r.auroc_breast_low, r.auroc_breast_high)} | "
+              f"{r.inout_ratio:.2f} | {fmt(r.auroc, r.auroc_low, r.auroc_high)} | {r.ap:.4f} | {r.s_per_slice:.2f} | "
+              f"{r.fit_s:.0f} |")
+    half = np.maximum(board.auroc - board.auroc_low, board.auroc_high - board.auroc)
+    print(f"\nlargest pixel AUROC CI half-width {half.max():.3f} ({board.method[half.idxmax()]} "
+          f"{board.variant[half.idxmax()]}); breast AUROC "
+          f"{np.maximum(board.auroc_breast - board.auroc_breast_low, board.auroc_breast_high - board.auroc_breast).max():.3f}")
+    for method in board.method.unique():
+        part = board[board.method == method]
+        print(f"\n{method}:\n\n| variant | pixel AUROC [95% CI] | pixel AP | breast AUROC [95% CI] | in/out | ms/patch |")
+        print("|---|---|---|---|---|---|")
+        for r in part.sort_values("auroc", ascending=False).itertuples():
+            ms = "–" if pd.isna(r.ms_per_patch) else f"{r.ms_per_patch:.2f}"
+            print(f"| {r.variant} | {fmt(r.auroc, r.auroc_low, r.auroc_high)} | {r.ap:.4f} | "
+                  f"{fmt(r.auroc_breast, r.auroc_breast_low, r.auroc_breast_high)} | {r.inout_ratio:.2f} | {ms} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("part", nargs="?", default="all", choices=("grid", "data", "report", "all", "tables"))
+    parser.add_argument("--out", default="runs/demo")
+    parser.add_argument("--only", choices=("picard", "dmse"))
+    args = parser.parse_args()
+    if args.part == "tables":
+        return tables()
+    if args.part in ("grid", "all"):
+        grid(args.out, args.only)
+    if args.part in ("data", "all"):
+        data(args.out)
+    if args.part in ("report", "all"):
+        report(args.out)
+
+
+if __name__ == "__main__":
+    main()
