@@ -1,8 +1,10 @@
 """Pixel-level localisation metrics, exact and memory-bounded (a real slice has ~4.9 M pixels).
 
 Per slice: pixel AUROC and AP (positives = pixels inside and on the border of any box) over the whole slice
-(PICARD's protocol) or over breast pixels only; the inside/outside-box mean ratio over breast pixels (Swiecicki
-2021). Test-set values are means over slices with a bootstrap 95% confidence interval over slices.
+(PICARD's protocol) or over breast pixels only; AUPRO up to FPR 0.3 over the same pixels (MVTec AD; regions = the
+connected boxes, `adbench_dbt.aupro`); the inside/outside-box mean ratio over breast pixels (Swiecicki 2021); and
+whether the heatmap's maximum inside the breast falls in a box (hit rate, over slices). Test-set values are means
+over slices with a bootstrap 95% confidence interval over slices.
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from adbench_dbt.aupro import aupro, box_regions
 
 
 class SingleClassError(ValueError):
@@ -79,17 +83,38 @@ def inside_outside_ratio(heatmap: np.ndarray, labels: np.ndarray, breast: np.nda
     return float(heatmap[inside].mean()) / denominator if denominator != 0 else math.nan
 
 
+def hit(heatmap: np.ndarray, labels: np.ndarray, breast: np.ndarray) -> bool:
+    """Whether the heatmap's maximum inside the breast (the whole slice when no breast was found) lies in a box;
+    on a tie, the first maximum in row-major order."""
+    breast = np.asarray(breast, dtype=bool)
+    inside = np.where(breast, heatmap, -np.inf) if breast.any() else heatmap
+    return bool(np.asarray(labels, dtype=bool).flat[int(np.argmax(inside))])
+
+
+def heatmap_metrics(heatmap: np.ndarray, labels: np.ndarray, breast: np.ndarray, breast_only: bool = False,
+                    where: str = "slice") -> dict[str, float | bool]:
+    """The metrics that need the heatmap itself (not only its ranking statistics): AUPRO@0.3 over the scored pixels
+    (whole slice, or breast pixels if `breast_only`) and the hit. Separate from `slice_metrics` so a finished run
+    can add them from its saved heatmaps."""
+    breast = np.asarray(breast, dtype=bool)
+    regions = box_regions(labels)
+    scored = breast if breast_only else np.ones(labels.shape, bool)
+    _check(heatmap[scored], labels[scored], where)
+    return {"aupro": aupro(heatmap[scored], regions[scored]), "hit": hit(heatmap, labels, breast)}
+
+
 def slice_metrics(heatmap: np.ndarray, labels: np.ndarray, breast: np.ndarray, breast_only: bool = False,
-                  where: str = "slice") -> dict[str, float]:
+                  where: str = "slice") -> dict[str, float | bool]:
     """AUROC and AP (whole slice, PICARD's protocol, or breast pixels if `breast_only`), breast-only AUROC (always:
-    it tells finding lesions from finding the breast against black background), and the in/out ratio."""
+    it tells finding lesions from finding the breast against black background), the in/out ratio, AUPRO and hit."""
     if heatmap.shape != labels.shape:
         raise ValueError(f"{where}: heatmap {heatmap.shape} does not match the slice {labels.shape}")
     breast = np.asarray(breast, dtype=bool)
     inner = _sorted_counts(*_check(heatmap[breast], labels[breast], where))
     counts = inner if breast_only else _sorted_counts(*_check(heatmap, labels, where))
     return {"auroc": _auroc_from_counts(*counts), "ap": _ap_from_counts(*counts),
-            "auroc_breast": _auroc_from_counts(*inner), "inout_ratio": inside_outside_ratio(heatmap, labels, breast)}
+            "auroc_breast": _auroc_from_counts(*inner), "inout_ratio": inside_outside_ratio(heatmap, labels, breast),
+            **heatmap_metrics(heatmap, labels, breast, breast_only, where)}
 
 
 @dataclass(frozen=True)

@@ -26,15 +26,16 @@ from adbench_dbt import distributed
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.datasets_resolve import OpenedDataset, open_dataset
 from adbench_dbt.config import MethodConfig, build_config
+from adbench_dbt.detection import DetectionConfig, detect
 from adbench_dbt.errors import AdbenchError, RunError
 from adbench_dbt.io import save_npz, write_json
 from adbench_dbt.method import Method, files_sha256
-from adbench_dbt.metrics import SingleClassError, bootstrap_mean, slice_metrics
+from adbench_dbt.metrics import SingleClassError, slice_metrics
 from adbench_dbt.overlay import render_overlay
 from adbench_dbt.provenance import environment, stable_hash
 from adbench_dbt.registry import get_method
-from adbench_dbt.summary import METRIC_KEYS, RunSummary, SliceMetrics, SliceRecord, Timing, VariantSummary, \
-    read_slice_record
+from adbench_dbt.summary import METRIC_KEYS, RunSummary, SliceMetrics, SliceRecord, read_slice_record
+from adbench_dbt.summarise import summarise
 from adbench_dbt.timing import device_name, resolve_device, stopwatch
 
 console = Console(stderr=True)
@@ -54,6 +55,7 @@ class RunSpec:
     cache: str | None = None
     breast_only: bool = False
     overlays: bool = True
+    detection: DetectionConfig = field(default_factory=DetectionConfig)  # heatmap -> boxes (README "Detection")
 
 
 @dataclass
@@ -138,7 +140,7 @@ def _run_record(spec: RunSpec, split: str, config: dict, data: OpenedDataset, de
             "seed": config.get("seed", 0), "dataset": data.tag, "dataset_root": str(data.root),
             "fingerprint": data.fingerprint, "split": split, "split_options": spec.split_options,
             "checkpoint": spec.checkpoint, "checkpoint_sha256": checkpoint_sha, "breast_only": spec.breast_only,
-            "device": device_name(device), "environment": environment(),
+            "cache": spec.cache, "device": device_name(device), "environment": environment(),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
@@ -259,50 +261,14 @@ def _score_one(method: Method, sl: Slice, run_dir: Path, spec: RunSpec) -> tuple
     save_npz(run_dir / "heatmaps" / f"{sl.id}.npz", **maps)
     if spec.overlays:
         render_overlay(run_dir / "overlays" / f"{sl.id}.png", image, next(iter(maps.values())), sl.boxes)
+    detections = {variant: detect(heat, breast, spec.detection) for variant, heat in maps.items()}
     record = SliceRecord(id=sl.id, shape=sl.shape, boxes=[tuple(b) for b in sl.boxes], seconds=t[0],
-                         windows=method.last_window_count, batch_size=method.batch_size_used, metrics=metrics)
+                         windows=method.last_window_count, batch_size=method.batch_size_used, metrics=metrics,
+                         detections=detections)
     write_json(run_dir / "slices" / f"{sl.id}.json", record.model_dump(mode="json"))
     return t[0], method.last_window_count
 
 
 def _summarise(plan: RunPlan, method: Method) -> RunSummary:
-    run_dir, record = plan.run_dir, plan.record
-    per_slice: list[SliceRecord] = []
-    for sl in plan.test:
-        path = run_dir / "slices" / f"{sl.id}.json"
-        if not path.exists():
-            raise RunError(f"{path} missing after scoring: a rank did not finish")
-        per_slice.append(read_slice_record(path))
-    seconds = np.array([r.seconds for r in per_slice])
-    windows = int(sum(r.windows for r in per_slice))
-    fit_path = run_dir / "fit.json"
-    variants: dict[str, VariantSummary] = {}
-    for variant in per_slice[0].metrics:
-        values = {k: np.array([np.nan if getattr(r.metrics[variant], k) is None else getattr(r.metrics[variant], k)
-                               for r in per_slice], dtype=np.float64) for k in METRIC_KEYS}
-        stats = {k: bootstrap_mean(v, seed=record["seed"]) for k, v in values.items()}
-        variants[variant] = VariantSummary(
-            **{k: _finite(s.mean) for k, s in stats.items()},
-            **{f"{k}_ci": (_finite(s.low), _finite(s.high)) for k, s in stats.items() if k != "inout_ratio"},
-            inout_ratio_std=float(np.nanstd(values["inout_ratio"])) if stats["inout_ratio"].n else None,
-            slices_scored=stats["auroc"].n)
-    batches = [r.batch_size for r in per_slice if r.batch_size is not None]
-    summary = RunSummary(
-        method=record["method"], profile=record["profile"], overrides=record["overrides"],
-        dataset=record["dataset"], fingerprint=record["fingerprint"], split=record["split"],
-        split_options=record["split_options"], seed=record["seed"], device=record["device"],
-        precision=method.precision, batch_size=min(batches) if batches else None,
-        checkpoint=record["checkpoint"], checkpoint_sha256=record["checkpoint_sha256"],
-        breast_only=record["breast_only"], harness_revision=record["environment"]["harness_revision"],
-        slices=len(per_slice), variants=variants,
-        timing=Timing(score_seconds=float(seconds.sum()), s_per_slice=float(seconds.mean()), windows=windows,
-                      ms_per_patch=1000 * float(seconds.sum()) / windows if windows else None,
-                      windows_per_s=windows / float(seconds.sum()) if windows else None,
-                      fit_seconds=json.loads(fit_path.read_text())["seconds"] if fit_path.exists() else None),
-        date=dt.date.today().isoformat(), run_dir=str(run_dir))
-    summary.write(run_dir / "summary.json")
-    return summary
-
-
-def _finite(value: float) -> float | None:
-    return None if value is None or np.isnan(value) else float(value)
+    return summarise(plan.run_dir, plan.record, plan.data.dataset, plan.split, [sl.id for sl in plan.test],
+                     method.precision, plan.spec.detection)
