@@ -159,6 +159,73 @@ def leaderboard_cmd(
         print_table(table, f"{tag} ({out / (tag + '.csv')})", console)
 
 
+@app.command("detect")
+def detect_cmd(
+    run_dirs: list[Path] = typer.Argument(..., help="finished run directories (runs/<dataset>/<run>)"),
+    set_: list[str] = typer.Option([], "--set", help="detection rule field key=value (sigma, min_distance, box, "
+                                                     "box_size, region_level, max_boxes, depth, breast_only)"),
+    cache: Optional[Path] = typer.Option(None, help="slice cache the run used (default: the one in run.json)"),
+) -> None:
+    """From saved heatmaps, without scoring again: detections, AUPRO and hit rate per slice, RUN_DIR/detection/
+    (predictions.csv, labels.csv, boxes.csv, metrics.json) and an up-to-date summary.json."""
+    from pydantic import ValidationError
+
+    from adbench_dbt.detection import DetectionConfig
+    from adbench_dbt.redetect import redetect
+
+    try:
+        config = DetectionConfig(**parse_overrides(set_))
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ConfigError(f"--set {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+    for run_dir in run_dirs:
+        summary = redetect(run_dir, cache=cache, config=config)
+        for variant, m in summary.variants.items():
+            d = m.detection
+            figures = (f"sens@2FP(all) {d.sensitivity_at_2_fps_all:.3f}, mean sens 1-4FP(positive) "
+                       f"{d.mean_sensitivity_positive:.3f}" if d else "no detection figures")
+            aupro = f"{m.aupro:.3f}" if m.aupro is not None else "–"
+            hits = f"{m.hit_rate:.2f}" if m.hit_rate is not None else "–"
+            console.print(f"{escape(str(run_dir))} · {variant}: {figures}; AUPRO@0.3 {aupro}; hit rate {hits}",
+                          highlight=False)
+        console.print(f"wrote {escape(str(Path(run_dir) / 'detection'))}/ and summary.json", highlight=False)
+
+
+@app.command("compare")
+def compare_cmd(
+    run_a: Path = typer.Argument(..., help="run directory A"),
+    run_b: Path = typer.Argument(..., help="run directory B"),
+    variant_a: Optional[str] = typer.Option(None, help="score variant of A (default: its first)"),
+    variant_b: Optional[str] = typer.Option(None, help="score variant of B (default: its first)"),
+    seed: int = typer.Option(0, help="bootstrap seed"),
+) -> None:
+    """Paired bootstrap over slices (the same resampled slices for both) of A - B in mean pixel AUROC, AP, AUPRO."""
+    from adbench_dbt.compare import compare, load_run
+
+    a, b = load_run(run_a, variant_a), load_run(run_b, variant_b)
+    table = Table(title=f"A = {a.label}  vs  B = {b.label}  (paired bootstrap over slices, 2000 resamples)")
+    for column in ("metric", "A", "B", "A - B", "95% CI", "p (two-sided)", "slices"):
+        table.add_column(column)
+    for d in compare(a, b, seed=seed):
+        table.add_row(d.metric, f"{d.a:.4f}", f"{d.b:.4f}", f"{d.difference:+.4f}", f"[{d.low:+.4f}, {d.high:+.4f}]",
+                      f"{d.p_value:.4f}", str(d.slices))
+    console.print(table)
+
+
+@app.command("report")
+def report_cmd(
+    runs: Path = typer.Option(Path("runs"), help="directory searched for run summaries"),
+    dataset: str = typer.Option("phantom-demo", help="dataset tag (phantom-demo, phantom-tiny, bcs-dbt)"),
+    out: Optional[Path] = typer.Option(None, help="output directory (default: reports/<dataset>)"),
+) -> None:
+    """One self-contained static HTML page (+ PNG figures): leaderboard, ROC/PR, FROC, per-slice AUROC, speed,
+    and a gallery of every test slice with each method's heatmap."""
+    from adbench_dbt.report import build_report
+
+    page = build_report(runs, dataset, out or Path("reports") / dataset)
+    console.print(f"wrote {escape(str(page))}", highlight=False)
+
+
 @app.command()
 def bench(
     method: str = typer.Option("engine", help="method to time, or 'engine' for the harness overhead alone"),

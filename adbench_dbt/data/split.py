@@ -51,6 +51,7 @@ class SplitDefinition(BaseModel):
     train_volumes: int | None = Field(None, ge=1)
     test_benign: bool = False
     test_fallback: Literal["auto", "always"] = "auto"
+    normal_test_slices: int = Field(0, ge=0)  # also score N evenly spaced slices of each normal test volume
     exclude_volumes: tuple[str, ...] = ()
 
     @model_validator(mode="after")
@@ -180,6 +181,10 @@ def build_manifest(root: str | Path, definition: SplitDefinition, *, strict: boo
     test_boxes = {} if test_problem else _boxes_by_slice(builder.tables["test"], "cancer", excluded)
     if test_boxes:
         splits["test"] = _box_slices(builder, "test", "test", test_boxes)
+        if definition.normal_test_slices:
+            if (problem := _missing_table(builder.tables, "test", "labels")) is not None:
+                raise DataError(f"split option normal_test_slices needs the test labels table: {problem}")
+            splits["test"] += _spaced_normal_slices(builder, "test", excluded, definition.normal_test_slices)
     else:
         unavailable["test"] = test_problem or f"{builder.tables['test'].files['boxes']} has no cancer boxes"
     if definition.test_benign:
@@ -205,7 +210,7 @@ def build_manifest(root: str | Path, definition: SplitDefinition, *, strict: boo
         "format": MANIFEST_FORMAT,
         "reader_version": READER_VERSION,
         "dataset": definition.name,
-        "options": definition.model_dump(mode="json"),
+        "options": _options(definition),
         "tables": {split: dict(sorted(tables.files.items())) for split, tables in sorted(builder.tables.items())},
         "test_split": "test" if test_boxes or "test-fallback" not in splits else "test-fallback",
         "volumes": dict(sorted(volumes.items())),
@@ -214,6 +219,40 @@ def build_manifest(root: str | Path, definition: SplitDefinition, *, strict: boo
         "skipped": _sorted_records(builder.skipped),
         "notices": _sorted_records([n for tables in builder.tables.values() for n in tables.notices]),
     }
+
+
+def _options(definition: SplitDefinition) -> dict[str, Any]:
+    """The definition as recorded in the manifest. `normal_test_slices` is recorded only when it is on, so adding
+    the option left the fingerprints (and the results keyed on them) of every existing split unchanged."""
+    options = definition.model_dump(mode="json")
+    if not options["normal_test_slices"]:
+        del options["normal_test_slices"]
+    return options
+
+
+def evenly_spaced_frames(n_frames: int, count: int) -> list[int]:
+    """`count` frames at the centres of `count` equal parts of the volume (all frames when it has fewer)."""
+    if count >= n_frames:
+        return list(range(n_frames))
+    return sorted({int((i + 0.5) * n_frames / count) for i in range(count)})
+
+
+def _spaced_normal_slices(builder: _Builder, split: str, excluded: set[str], count: int) -> list[dict[str, Any]]:
+    """The opt-in volume-level protocol: N evenly spaced slices of each normal volume of `split`, no boxes, so
+    false marks per volume are counted on normal volumes too (DBTex's 'all volumes')."""
+    tables = builder.tables[split]
+    normal, unclear = normal_keys(tables.labels)
+    for key, reason in unclear:
+        builder.skip(split, key, tables.files["labels"], reason)
+    entries = []
+    for key in sorted(k for k in normal if volume_key(*k) not in excluded):
+        volume = builder.volume(split, split, key)
+        if volume is None:
+            continue
+        name = volume_key(*key)
+        entries += [{"id": slice_id(name, frame), "volume": name, "frame": frame, "boxes": []}
+                    for frame in evenly_spaced_frames(volume.header.n_frames, count)]
+    return entries
 
 
 def _missing_table(tables: dict[str, SplitTables], split: str, kind: str) -> str | None:
