@@ -76,7 +76,7 @@ def slice_auroc(rows: Sequence[Row], out: Path) -> str:
     fig, ax = plt.subplots(figsize=(max(5.2, 0.55 * len(rows) + 2), 4.4))
     values = [row.per_slice("auroc") for row in rows]
     values = [v[np.isfinite(v)] for v in values]
-    ax.boxplot(values, vert=True, showfliers=False)
+    ax.boxplot(values, showfliers=False)
     rng = np.random.default_rng(0)
     for i, v in enumerate(values, start=1):
         ax.scatter(i + rng.uniform(-0.15, 0.15, v.size), v, s=6, alpha=0.6, color="tab:blue")
