@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -20,6 +21,11 @@ from adbench_dbt.report.rows import Row, label_mask  # noqa: E402
 POOLED_PIXELS = 2_000_000  # pooled curves use an evenly strided subsample of at most this many pixels per row
 THUMB_ROWS = 240
 DPI = 110
+
+
+def style(k: int) -> dict:
+    """Colour and dash of row k: 20 colours, then the dash changes, so eleven or more rows stay distinct."""
+    return {"color": matplotlib.colormaps["tab20"](k % 20), "ls": ("-", "--", ":", "-.")[(k // 20) % 4]}
 
 
 def _save(fig: plt.Figure, path: Path) -> str:
@@ -41,14 +47,14 @@ def _pooled(row: Row) -> tuple[np.ndarray, np.ndarray]:
 def roc_pr(rows: Sequence[Row], out: Path) -> tuple[str, str]:
     roc_fig, roc_ax = plt.subplots(figsize=(5.2, 4.4))
     pr_fig, pr_ax = plt.subplots(figsize=(5.2, 4.4))
-    for row in rows:
+    for k, row in enumerate(rows):
         scores, labels = _pooled(row)
         if labels.all() or not labels.any():
             continue
         fpr, tpr, _ = roc_curve(labels, scores)
         precision, recall, _ = precision_recall_curve(labels, scores)
-        roc_ax.plot(fpr, tpr, lw=1.3, label=row.name)
-        pr_ax.step(recall, precision, where="post", lw=1.3, label=row.name)
+        roc_ax.plot(fpr, tpr, lw=1.3, label=row.name, **style(k))
+        pr_ax.step(recall, precision, where="post", lw=1.3, label=row.name, **style(k))
     roc_ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
     roc_ax.set(xlabel="false positive rate (pixels)", ylabel="true positive rate", title="ROC, pooled pixels")
     pr_ax.set(xlabel="recall (pixels)", ylabel="precision", title="Precision-recall, pooled pixels")
@@ -60,11 +66,11 @@ def roc_pr(rows: Sequence[Row], out: Path) -> tuple[str, str]:
 
 def froc(rows: Sequence[Row], out: Path) -> str:
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
-    for row in rows:
+    for k, row in enumerate(rows):
         curves = load_curves(row.run_dir).get(row.variant)
         if curves:
             ax.plot(curves["positive"].fps, curves["positive"].sensitivity, lw=1.3, marker=".", ms=4,
-                    label=row.name)
+                    label=row.name, **style(k))
     ax.set(xlabel="false marks per volume (volumes with boxes)", ylabel="sensitivity (boxes)", xlim=(0, 4),
            ylim=(0, 1.02), title="FROC (official DBTex rule)")
     ax.legend(fontsize=6, loc="lower right")
@@ -90,14 +96,15 @@ def speed(rows: Sequence[Row], out: Path) -> tuple[str, list[str]]:
     """Scatter of ms/patch (log) vs mean AUROC; the names of rows without windows (no ms/patch) are returned."""
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
     left_out = []
-    for row in rows:
+    for k, row in enumerate(rows):
         ms, auroc = row.summary.timing.ms_per_patch, row.figures.auroc
         if ms is None or auroc is None:
             left_out.append(row.name)
             continue
-        ax.scatter(ms, auroc, s=22)
+        ax.scatter(ms, auroc, s=22, color=style(k)["color"])
         ax.annotate(row.name, (ms, auroc), fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels collide on a short range
     ax.set(xlabel="ms per patch (log)", ylabel="mean pixel AUROC", title="Speed vs AUROC")
     ax.grid(alpha=0.3, which="both")
     return _save(fig, out / "speed.png"), left_out

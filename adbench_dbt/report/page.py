@@ -24,7 +24,8 @@ th{background:#f3f3f3;position:sticky;top:0}tr.best td{background:#eef7ee}tr.tie
 .plots figure{margin:0}.plots img{width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:12.5px;color:#444}
 .gallery td{vertical-align:top;text-align:center}.gallery img{height:240px;width:auto;display:block}
-.gallery .sid{font-family:monospace;font-size:11.5px;max-width:180px;white-space:normal;word-break:break-all}
+.gallery .sid{font-family:monospace;font-size:11.5px;min-width:150px;max-width:170px;white-space:normal;
+word-break:break-all;text-align:left}.gallery .cap{font-size:11.5px;color:#444}
 """
 
 SORT_JS = """
@@ -98,12 +99,11 @@ def _gallery(rows: Sequence[Row], gallery: list[dict]) -> str:
     for item in gallery:
         data = " ".join(f'data-a{k}="{a:.6f}"' for k, a in enumerate(item["aurocs"]))
         mean = sum(a for a in item["aurocs"] if a == a) / max(1, sum(1 for a in item["aurocs"] if a == a))
-        cells = "".join(f'<td><img src="{escape(p)}" alt="{escape(item["id"])}" loading="lazy"></td>'
-                        for p in item["images"])
-        aurocs = "<br>".join(f"{_num(a)}" for a in item["aurocs"])
+        captions = [f'{item["boxes"]} box(es)'] + [f"AUROC {_num(a)}" for a in item["aurocs"]]
+        cells = "".join(f'<td><img src="{escape(p)}" alt="{escape(item["id"])}" loading="lazy">'
+                        f'<div class="cap">{c}</div></td>' for p, c in zip(item["images"], captions))
         body.append(f'<tr data-id="{escape(item["id"])}" data-mean="{mean:.6f}" {data}>'
-                    f'<td class="sid">{escape(item["id"])}<br>{item["boxes"]} box(es)<br>AUROC per row:<br>{aurocs}'
-                    f"</td>{cells}</tr>")
+                    f'<td class="sid">{escape(item["id"])}</td>{cells}</tr>')
     options = "".join(f'<option value="a{k}">AUROC of {escape(r.name)}</option>' for k, r in enumerate(rows))
     return ("<p class='note'>Every test slice: the slice with its boxes (green), then each row's heatmap over it. "
             "Each row has one colour scale for all slices (its 1st to 99.9th percentile, inferno), so a slice can "
