@@ -189,6 +189,26 @@ def detect_cmd(
             console.print(f"{escape(str(run_dir))} · {variant}: {figures}; AUPRO@0.3 {aupro}; hit rate {hits}",
                           highlight=False)
         console.print(f"wrote {escape(str(Path(run_dir) / 'detection'))}/ and summary.json", highlight=False)
+    from adbench_dbt.evaluation import SCORED_ONLY_NOTE
+
+    console.print(f"note: {SCORED_ONLY_NOTE}", highlight=False)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    predictions: Path = typer.Option(..., help="DBTex predictions CSV (StudyUID, View, X, Y, Z, Width, Height, "
+                                               "Depth, Score)"),
+    labels: Path = typer.Option(..., help="official labels table (the volumes evaluated)"),
+    boxes: Path = typer.Option(..., help="official boxes table"),
+) -> None:
+    """Score any predictions CSV with the official BCS-DBT / DBTex rule (as `duke_dbt_data.evaluate`)."""
+    import json
+
+    from adbench_dbt.froc import evaluate, read_official_tables, read_predictions
+
+    label_table, box_table = read_official_tables(labels, boxes)
+    result, _ = evaluate(label_table, box_table, read_predictions(predictions))
+    typer.echo(json.dumps(result, indent=2))
 
 
 @app.command("compare")

@@ -2,8 +2,9 @@
 by masks, trapezoids up to FPR 0.3 with the last one cut at 0.3), and the properties that define it.
 
 Why not anomalib: it is not a dependency, and installing it pulls in Lightning and a model zoo for one function;
-the reference below is the MVTec AD definition written out directly, which is what anomalib's AUPRO approximates
-(anomalib interpolates every region's curve onto a common FPR grid, so it is close, not equal, to the exact value).
+the reference below is the MVTec AD definition written out directly. anomalib computes a ROC curve per region and
+averages them after interpolating onto a common FPR grid (recent versions can also bin the thresholds), so it
+approximates this exact value rather than equalling it.
 """
 from __future__ import annotations
 

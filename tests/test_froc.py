@@ -152,3 +152,20 @@ def test_boxes_of_an_unknown_volume_are_an_error(tmp_path):
     with pytest.raises(DataError, match=r"boxes\.csv: row 4: box for StudyUID 'S9' View 'rcc', a volume not in"):
         read_official_tables(labels, path)
     read_official_tables(labels, write(tmp_path, "good.csv", BOXES))
+
+
+def test_evaluate_command_scores_files_and_reports_bad_ones_in_one_line(tmp_path, capsys):
+    import json
+
+    from adbench_dbt.cli import main
+    from adbench_dbt.errors import EXIT_DATA
+
+    files = ["--labels", str(write(tmp_path, "l.csv", LABELS)), "--boxes", str(write(tmp_path, "b.csv", BOXES))]
+    with pytest.raises(SystemExit) as done:
+        main(["evaluate", "--predictions", str(write(tmp_path, "p.csv", PREDICTIONS)), *files])
+    assert done.value.code == 0
+    assert json.loads(capsys.readouterr().out)["mean_sensitivity_positive"] == pytest.approx(0.625)
+    with pytest.raises(SystemExit) as done:
+        main(["evaluate", "--predictions", str(write(tmp_path, "bad.csv", PREDICTIONS.drop(columns="X"))), *files])
+    err = capsys.readouterr().err.strip()
+    assert done.value.code == EXIT_DATA and "bad.csv: missing column(s) X" in err and len(err.splitlines()) == 1
