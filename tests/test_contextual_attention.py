@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adbench_dbt.nn.contextual_attention import ContextualAttention, same_pad
+from adbench_dbt.completion.contextual_attention import ContextualAttention, same_pad
 
 
 def _patches(x: torch.Tensor, k: int, stride: int) -> torch.Tensor:

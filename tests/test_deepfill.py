@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from adbench_dbt.errors import CheckpointError
-from adbench_dbt.nn.critics import GlobalCritic, LocalCritic
-from adbench_dbt.nn.deepfill import InpaintGenerator
-from adbench_dbt.nn.official_checkpoints import find_checkpoint, load_official, save_official
+from adbench_dbt.completion.critics import GlobalCritic, LocalCritic
+from adbench_dbt.completion.deepfill import InpaintGenerator
+from adbench_dbt.completion.official_checkpoints import find_checkpoint, load_official, save_official
 
 # The official PICARD checkpoint layout (tensor names/shapes, parameter counts, live dropout, per-layer shapes and conv
 # hyper-parameters); provenance in tests/fixtures/README.md.

@@ -32,8 +32,8 @@ def test_profiles():
 def test_fov512_global_critic_matches_fov256_features():
     small = create_method("dmse", "smoke", {"window": 64, "hole": 32})
     large = create_method("dmse", "smoke", {"window": 128, "hole": 32, "global_extra_conv": True})
-    assert large.global_critic.linear.weight.shape == small.global_critic.linear.weight.shape
-    assert large.global_critic.input_conv is not None and small.global_critic.input_conv is None
+    assert large.backbone.global_critic.linear.weight.shape == small.backbone.global_critic.linear.weight.shape
+    assert large.backbone.global_critic.input_conv is not None and small.backbone.global_critic.input_conv is None
     with torch.inference_mode():
         scores = large.score_windows(torch.rand(2, 1, 128, 128))
     assert all(v.shape == (2,) for v in scores.values())
@@ -50,7 +50,7 @@ def test_scores_from_one_deterministic_pass(fitted):
     for name in first:
         torch.testing.assert_close(first[name], second[name])  # no dropout: seed-independent
     torch.testing.assert_close(first["dmse"], first["mse"] * first["discr"])
-    assert fitted.generator.live_dropout() == []
+    assert fitted.backbone.generator.live_dropout() == []
 
 
 def test_mse_and_critic_gap_match_a_direct_computation(fitted):
@@ -60,10 +60,10 @@ def test_mse_and_critic_gap_match_a_direct_computation(fitted):
     mask[..., 8:24, 8:24] = 1
     with torch.inference_mode():
         scores = fitted.score_windows(windows)
-        _, x2 = fitted.generator(x * (1 - mask), mask)
+        _, x2 = fitted.backbone.generator(x * (1 - mask), mask)
         done = x2 * mask + x * (1 - mask)
         mse = (done - x).pow(2)[..., 8:24, 8:24].flatten(1).mean(1)
-        local, glob = fitted.local_critic, fitted.global_critic
+        local, glob = fitted.backbone.local_critic, fitted.backbone.global_critic
         gap = (local(x[..., 8:24, 8:24]) - local(done[..., 8:24, 8:24]) + glob(x) - glob(done))[:, 0]
     torch.testing.assert_close(scores["mse"], mse)
     torch.testing.assert_close(scores["discr"], gap, rtol=1e-4, atol=1e-5)
@@ -85,7 +85,7 @@ def test_discr_alternatives(fitted):
     x = windows * 2 - 1
     with torch.inference_mode():
         generator_loss = discr(discr="generator_loss", discr_critics="local")
-        real = fitted.local_critic(x[..., 8:24, 8:24])[:, 0]
+        real = fitted.backbone.local_critic(x[..., 8:24, 8:24])[:, 0]
     torch.testing.assert_close(discr(discr_critics="local"), real + generator_loss, rtol=1e-4, atol=1e-5)
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from sklearn.covariance import LedoitWolf
 
-from adbench_dbt.nn.gaussian_density import GaussianDensity
+from adbench_dbt.methods.cutpaste.gaussian_density import GaussianDensity
 
 
 def _data(n: int, d: int, seed: int) -> np.ndarray:

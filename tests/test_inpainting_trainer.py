@@ -12,9 +12,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.errors import CheckpointError
-from adbench_dbt.nn.critics import GlobalCritic, LocalCritic
-from adbench_dbt.nn.deepfill import InpaintGenerator
-from adbench_dbt.nn.inpainting_trainer import (OPTIMIZER_FILE, InpaintingTrainer, InpaintingTrainingConfig,
+from adbench_dbt.completion.critics import GlobalCritic, LocalCritic
+from adbench_dbt.completion.deepfill import InpaintGenerator
+from adbench_dbt.completion.trainer import (OPTIMIZER_FILE, InpaintingTrainer, InpaintingTrainingConfig,
                                                gradient_penalty_scores, hole_masks, spatial_discount)
 from adbench_dbt.training import LOG_FILE
 

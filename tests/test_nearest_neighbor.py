@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from adbench_dbt.nn.nearest_neighbor import NearestNeighborIndex, nearest_neighbor_distance
+from adbench_dbt.methods.patchsvdd.nearest_neighbor import NearestNeighborIndex, nearest_neighbor_distance
 
 
 @pytest.mark.parametrize("max_elements", [1, 50, 997, 1 << 24])

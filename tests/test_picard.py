@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from adbench_dbt.config import ConfigError
-from adbench_dbt.nn.completion_scores import completion_distances, completion_scores, reduce_distances
-from adbench_dbt.nn.official_checkpoints import save_official
+from adbench_dbt.completion.scorers import completion_distances, completion_scores, reduce_distances
+from adbench_dbt.completion.official_checkpoints import save_official
 from adbench_dbt.registry import create_method, get_method
 from test_inpainting_trainer import synthetic_slice
 
@@ -64,26 +64,26 @@ def test_registered_with_profiles():
 def test_paper_profile_builds_the_official_networks():
     method = create_method("picard", "paper")
     reference = json.loads(LAYOUT.read_text())
-    assert {k: list(v.shape) for k, v in method.generator.state_dict().items()} == reference["generator"]
-    assert {k: list(v.shape) for k, v in method.local_critic.state_dict().items()} == \
+    assert {k: list(v.shape) for k, v in method.backbone.generator.state_dict().items()} == reference["generator"]
+    assert {k: list(v.shape) for k, v in method.backbone.local_critic.state_dict().items()} == \
         reference["discriminator"]["localD"]
-    assert {k: list(v.shape) for k, v in method.global_critic.state_dict().items()} == \
+    assert {k: list(v.shape) for k, v in method.backbone.global_critic.state_dict().items()} == \
         reference["discriminator"]["globalD"]
-    assert method.generator.live_dropout() == reference["dropout_active"]
+    assert method.backbone.generator.live_dropout() == reference["dropout_active"]
 
 
 def test_one_batched_forward_and_truth_encoded_once(fitted):
     method = fitted
     m = method.config.completions
     calls: list[tuple[str, int]] = []
-    method.generator.register_forward_hook(lambda mod, i, o: calls.append(("generator", i[0].shape[0])))
-    handle = method.local_critic.dis_conv_module.register_forward_hook(
+    method.backbone.generator.register_forward_hook(lambda mod, i, o: calls.append(("generator", i[0].shape[0])))
+    handle = method.backbone.local_critic.dis_conv_module.register_forward_hook(
         lambda mod, i, o: calls.append(("encoder", i[0].shape[0])))
     windows = torch.rand(5, 1, 32, 32)
     with torch.inference_mode():
         scores = method.score_windows(windows)
     handle.remove()
-    method.generator._forward_hooks.clear()
+    method.backbone.generator._forward_hooks.clear()
     assert calls == [("generator", 5 * m), ("encoder", 5), ("encoder", 5 * m)]
     assert set(scores) == VARIANTS and all(v.shape == (5,) for v in scores.values())
     assert (scores["mcd_image"] <= scores["median_image"] + 1e-6).all()
@@ -101,11 +101,11 @@ def test_scores_equal_a_direct_computation(fitted):
         x = windows * 2 - 1
         mask = torch.zeros(1, 1, 32, 32)
         mask[..., 8:24, 8:24] = 1
-        _, x2 = method.generator((x * (1 - mask)).repeat_interleave(m, 0), mask)
+        _, x2 = method.backbone.generator((x * (1 - mask)).repeat_interleave(m, 0), mask)
     truth, completion = x[..., 8:24, 8:24], x2[..., 8:24, 8:24]
     image = (completion.reshape(3, m, -1) - truth.reshape(3, 1, -1)).norm(dim=2)
     torch.testing.assert_close(scores["mcd_image"], image.min(dim=1).values)
-    feats = method.local_critic.features
+    feats = method.backbone.local_critic.features
     feature = (feats(completion).reshape(3, m, -1) - feats(truth).reshape(3, 1, -1)).norm(dim=2)
     torch.testing.assert_close(scores["mcd_feature"], feature.min(dim=1).values)
 
@@ -114,11 +114,11 @@ def test_completions_differ_only_through_dropout():
     method = create_method("picard", "smoke", {"cnum": 16, "completions": 4})
     windows = torch.rand(2, 1, 32, 32)
     with torch.inference_mode():
-        _, masked = method.masked_input(windows)
-        x1, _ = method.generator(masked.repeat_interleave(4, 0), method.hole_mask)
+        _, masked = method.backbone.masked_input(windows)
+        x1, _ = method.backbone.generator(masked.repeat_interleave(4, 0), method.backbone.hole_mask)
         assert not torch.allclose(x1[0], x1[1])
-        method.generator.set_dropout(0.0)
-        x1, _ = method.generator(masked.repeat_interleave(4, 0), method.hole_mask)
+        method.backbone.generator.set_dropout(0.0)
+        x1, _ = method.backbone.generator(masked.repeat_interleave(4, 0), method.backbone.hole_mask)
         torch.testing.assert_close(x1[0], x1[1])
 
 
@@ -129,7 +129,7 @@ def test_fit_score_save_load_round_trip(fitted, tmp_path):
     assert set(maps) == VARIANTS
     assert all(v.shape == test.shape and v.dtype == np.float32 and np.isfinite(v).all() for v in maps.values())
     assert fitted.last_window_count > 0
-    assert fitted.training_l1.shape == (2, 2)  # checkpoint_every 3 of 6 iterations
+    assert fitted.backbone.training_l1.shape == (2, 2)  # checkpoint_every 3 of 6 iterations
 
     fitted.save(tmp_path / "model")
     loaded = get_method("picard").load(tmp_path / "model")
@@ -137,18 +137,18 @@ def test_fit_score_save_load_round_trip(fitted, tmp_path):
     again = loaded.score_map(test)
     for name in VARIANTS:
         np.testing.assert_array_equal(maps[name], again[name])
-    torch.testing.assert_close(loaded.training_l1, fitted.training_l1)
+    torch.testing.assert_close(loaded.backbone.training_l1, fitted.backbone.training_l1)
 
     via_checkpoint = get_method("picard").restore(tmp_path / "model", fitted.config.model_copy(
         update={"stride": 8}))
     assert via_checkpoint.config.stride == 8
-    torch.testing.assert_close(via_checkpoint.generator.coarse_generator.conv1.conv.weight,
-                               fitted.generator.coarse_generator.conv1.conv.weight)
+    torch.testing.assert_close(via_checkpoint.backbone.generator.coarse_generator.conv1.conv.weight,
+                               fitted.backbone.generator.coarse_generator.conv1.conv.weight)
 
 
 def test_from_official_checkpoint_directory(fitted, tmp_path):
-    save_official(tmp_path, 100, fitted.generator, fitted.local_critic, fitted.global_critic)
-    save_official(tmp_path, 50, *create_method("picard", "smoke", {"seed": 9}).networks())
+    save_official(tmp_path, 100, fitted.backbone.generator, fitted.backbone.local_critic, fitted.backbone.global_critic)
+    save_official(tmp_path, 50, *create_method("picard", "smoke", {"seed": 9}).backbone.networks().values())
     latest = get_method("picard").from_checkpoint(tmp_path, fitted.config)
     test = synthetic_slice(7)
     torch.manual_seed(1)
@@ -157,8 +157,8 @@ def test_from_official_checkpoint_directory(fitted, tmp_path):
     b = latest.score_map(test)
     np.testing.assert_array_equal(a["mcd_image"], b["mcd_image"])
     older = get_method("picard").from_checkpoint(tmp_path, fitted.config.model_copy(update={"checkpoint_iter": 50}))
-    assert not torch.equal(older.generator.coarse_generator.conv1.conv.weight,
-                           latest.generator.coarse_generator.conv1.conv.weight)
+    assert not torch.equal(older.backbone.generator.coarse_generator.conv1.conv.weight,
+                           latest.backbone.generator.coarse_generator.conv1.conv.weight)
     with pytest.raises(ValueError, match="does not match"):
         get_method("picard").from_checkpoint(tmp_path, fitted.config.model_copy(update={"cnum": 8}))
 

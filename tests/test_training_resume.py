@@ -13,7 +13,7 @@ from scipy.ndimage import gaussian_filter
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.methods.cutpaste.method import CutPaste
 from adbench_dbt.methods.patchsvdd.method import PatchSVDD
-from adbench_dbt.nn.inpainting_trainer import InpaintingTrainer
+from adbench_dbt.completion.trainer import InpaintingTrainer
 from adbench_dbt.registry import create_method
 from adbench_dbt.training import LOG_FILE
 

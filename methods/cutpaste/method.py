@@ -11,7 +11,7 @@ from pydantic import Field
 from adbench_dbt.config import WindowConfig
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.method import Heatmaps, WindowMethod
-from adbench_dbt.nn.gaussian_density import GaussianDensity
+from adbench_dbt.methods.cutpaste.gaussian_density import GaussianDensity
 from adbench_dbt.registry import register_method
 from adbench_dbt.sampling import sample_tissue_crops
 from adbench_dbt.training import TrainingConfig, run_steps, seeded_generators, seeded_weights

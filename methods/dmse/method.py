@@ -1,4 +1,5 @@
-"""DMSE (Swiecicki et al. 2021): deterministic completion of each window's centre; MSE x critic disagreement.
+"""DMSE (Swiecicki et al. 2021) = the DeepFill inpainter without dropout (backbone, M = 1) + the MSE x
+discriminator scorer.
 
 One pass gives all three scores: `mse` (hole reconstruction error), `discr` (critic score, see DmseConfig)
 and their product `dmse`.
@@ -10,8 +11,10 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from adbench_dbt.nn.critics import GlobalCritic
-from adbench_dbt.nn.inpainting_method import InpaintingConfig, InpaintingMethod
+from adbench_dbt.completion.backbone import Completions
+from adbench_dbt.completion.deepfill_backbone import DeepFillBackbone, InpaintingConfig
+from adbench_dbt.completion.method import CompletionMethod
+from adbench_dbt.completion.scorers import dmse_scores
 from adbench_dbt.registry import register_method
 
 
@@ -24,34 +27,30 @@ class DmseConfig(InpaintingConfig):
 
 
 @register_method
-class Dmse(InpaintingMethod):
+class Dmse(CompletionMethod):
     name = "dmse"
     paper = "Swiecicki et al., Generative adversarial network-based image completion to identify abnormal " \
             "locations in digital breast tomosynthesis images, Sci. Rep. 11:10276 (2021)"
     variants = ("mse", "discr", "dmse")
     Config = DmseConfig
+    Backbone = DeepFillBackbone
+    supports_distributed_fit = True  # the trainer wraps its nets in DDP under torchrun; rank 0 checkpoints
 
-    def build_global_critic(self) -> GlobalCritic:
-        cfg = self.config
-        return GlobalCritic(1, cfg.critic_cnum, cfg.window, extra_downsample=cfg.global_extra_conv)
+    def build_backbone(self) -> DeepFillBackbone:
+        return DeepFillBackbone(self.config, 1, self.device, global_extra_conv=self.config.global_extra_conv)
 
-    def score_windows(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
-        truth, masked = self.masked_input(windows)
-        _, completed = self.generator(masked, self.hole_mask)
-        completed = completed * self.hole_mask + masked
-        box = self.hole_box
-        mse = (completed[box] - truth[box]).pow(2).flatten(1).mean(dim=1)
-        discr = self._critic_score(truth, completed)
-        return {"mse": mse, "discr": discr, "dmse": mse * discr}
+    def score_completions(self, completions: Completions) -> dict[str, torch.Tensor]:
+        return dmse_scores(completions, self._critic_score)
 
     def _critic_score(self, truth: torch.Tensor, completed: torch.Tensor) -> torch.Tensor:
-        cfg, box, n = self.config, self.hole_box, truth.shape[0]
+        """The configured critics' disagreement between the true and the completed windows (N scores)."""
+        cfg, box, n = self.config, self.backbone.hole_box, truth.shape[0]
         parts = []
         if cfg.discr_critics in ("local+global", "local"):
-            parts.append(self.local_critic(torch.cat([truth[box], completed[box]]))[:, 0])
+            parts.append(self.backbone.local_critic(torch.cat([truth[box], completed[box]]))[:, 0])
         if cfg.discr_critics in ("local+global", "global"):
             weight = cfg.global_wgan_loss_alpha if cfg.discr_critics == "local+global" else 1.0
-            parts.append(weight * self.global_critic(torch.cat([truth, completed]))[:, 0])
+            parts.append(weight * self.backbone.global_critic(torch.cat([truth, completed]))[:, 0])
         values = torch.stack(parts).sum(dim=0)
         real, fake = values[:n], values[n:]
         return real - fake if cfg.discr == "critic_gap" else -fake

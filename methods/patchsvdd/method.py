@@ -22,7 +22,7 @@ from pydantic import Field, field_validator
 from adbench_dbt.config import AssemblyMode, WindowConfig
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.method import Heatmaps, WindowMethod
-from adbench_dbt.nn.nearest_neighbor import DEFAULT_MAX_ELEMENTS, NearestNeighborIndex
+from adbench_dbt.methods.patchsvdd.nearest_neighbor import DEFAULT_MAX_ELEMENTS, NearestNeighborIndex
 from adbench_dbt.windows import GridOutputs, assemble_outputs, run_on_grid
 from adbench_dbt.registry import register_method
 from adbench_dbt.sampling import sample_tissue_crops

@@ -1,4 +1,4 @@
-"""PICARD: score each window by how far its true centre lies from M stochastic completions (min over M).
+"""PICARD = the DeepFill dropout inpainter (backbone) + MCD scorers over its M stochastic completions.
 
 M dropout-perturbed completions of N windows run as one N*M generator batch; the ground truth is encoded by the
 local critic once per window. All six scores of PICARD Tables 2-3 come from that single pass.
@@ -8,8 +8,10 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from adbench_dbt.nn.completion_scores import completion_scores
-from adbench_dbt.nn.inpainting_method import InpaintingConfig, InpaintingMethod
+from adbench_dbt.completion.backbone import Completions
+from adbench_dbt.completion.deepfill_backbone import DeepFillBackbone, InpaintingConfig
+from adbench_dbt.completion.method import CompletionMethod
+from adbench_dbt.completion.scorers import mcd_scores
 from adbench_dbt.registry import register_method
 
 
@@ -20,18 +22,18 @@ class PicardConfig(InpaintingConfig):
 
 
 @register_method
-class Picard(InpaintingMethod):
+class Picard(CompletionMethod):
     name = "picard"
     paper = "Konz et al., Unsupervised anomaly localization in high-resolution breast scans using deep " \
             "pluralistic image completion, MedIA 2023 (arXiv 2305.03098)"
     variants = ("mcd_image", "mcd_feature", "mean_image", "mean_feature", "median_image", "median_feature")
     Config = PicardConfig
+    Backbone = DeepFillBackbone
+    supports_distributed_fit = True  # the trainer wraps its nets in DDP under torchrun; rank 0 checkpoints
 
-    def inference_dropout(self) -> tuple[float, bool]:
-        return self.config.dropout, self.config.fine_dropout
+    def build_backbone(self) -> DeepFillBackbone:
+        cfg = self.config
+        return DeepFillBackbone(cfg, cfg.completions, self.device, dropout=(cfg.dropout, cfg.fine_dropout))
 
-    def score_windows(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
-        truth, masked = self.masked_input(windows)
-        _, completed = self.generator(masked.repeat_interleave(self.config.completions, dim=0), self.hole_mask)
-        # inside the hole the composite x2*mask + x*(1-mask) is x2 itself
-        return completion_scores(truth[self.hole_box], completed[self.hole_box], self.local_critic.features)
+    def score_completions(self, completions: Completions) -> dict[str, torch.Tensor]:
+        return mcd_scores(completions, self.backbone.local_critic.features)

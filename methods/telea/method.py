@@ -1,23 +1,21 @@
-"""The no-learning inpainting floor: every learned inpainter (PICARD, DMSE) must beat it.
+"""The no-learning inpainting floor: every learned inpainter (PICARD, DMSE, HFPIC) must beat it.
 
-Each window's centred hole is filled with OpenCV's Telea fast-marching inpainting and scored by the mean squared
-error inside the hole. Windows are tiled into one mosaic per batch and inpainted by a single OpenCV call: Telea only
-looks `radius` pixels around the hole, and the hole sits (window - hole) / 2 > radius pixels from the window's
-border, so neighbouring tiles never influence each other and the result equals per-window inpainting.
+Telea backbone (`adbench_dbt.completion.telea`) + the hole-MSE scorer: each window's centred hole is filled by
+OpenCV's Telea fast-marching inpainting and scored by the mean squared error inside the hole.
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
-import cv2
-import numpy as np
 import torch
 from pydantic import Field, model_validator
 
+from adbench_dbt.completion.backbone import Completions
+from adbench_dbt.completion.method import CompletionMethod
+from adbench_dbt.completion.scorers import hole_mse
+from adbench_dbt.completion.telea import TeleaBackbone
 from adbench_dbt.config import WindowConfig
 from adbench_dbt.data.slices import Slice
-from adbench_dbt.method import WindowMethod
 from adbench_dbt.registry import register_method
 
 
@@ -33,29 +31,18 @@ class TeleaConfig(WindowConfig):
 
 
 @register_method
-class TeleaInpainting(WindowMethod):
+class TeleaInpainting(CompletionMethod):
     name = "telea"
     paper = "Telea 2004, J. Graphics Tools 9(1) (classical inpainting floor)"
     variants = ("mse",)
     Config = TeleaConfig
+    Backbone = TeleaBackbone
+
+    def build_backbone(self) -> TeleaBackbone:
+        return TeleaBackbone(self.config.window, self.config.hole, self.config.radius, self.device)
 
     def fit(self, train: Sequence[Slice], val: Sequence[Slice] | None = None) -> None:
         """Nothing to learn."""
 
-    def score_windows(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
-        cfg = self.config
-        n, p = windows.shape[0], cfg.window
-        lo, hi = (p - cfg.hole) // 2, (p + cfg.hole) // 2
-        cols = math.ceil(math.sqrt(n))
-        rows = math.ceil(n / cols)
-        tiles = np.zeros((rows * cols, p, p), np.float32)
-        tiles[:n] = windows[:, 0].float().cpu().numpy()
-        truth = tiles[:n, lo:hi, lo:hi].copy()
-        tiles[:, lo:hi, lo:hi] = 0.0
-        hole = np.zeros((p, p), np.uint8)
-        hole[lo:hi, lo:hi] = 1
-        mosaic = tiles.reshape(rows, cols, p, p).transpose(0, 2, 1, 3).reshape(rows * p, cols * p)
-        filled = cv2.inpaint(mosaic, np.tile(hole, (rows, cols)), cfg.radius, cv2.INPAINT_TELEA)
-        filled = filled.reshape(rows, p, cols, p).transpose(0, 2, 1, 3).reshape(rows * cols, p, p)[:n]
-        mse = ((filled[:, lo:hi, lo:hi] - truth) ** 2).mean(axis=(1, 2))
-        return {"mse": torch.from_numpy(mse).to(windows.device)}
+    def score_completions(self, completions: Completions) -> dict[str, torch.Tensor]:
+        return {"mse": hole_mse(completions)[:, 0]}

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adbench_dbt.nn.contextual_attention import ContextualAttention
+from adbench_dbt.completion.contextual_attention import ContextualAttention
 
 Activation = Literal["elu", "relu", "lrelu", "none"]
 

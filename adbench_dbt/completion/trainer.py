@@ -25,7 +25,7 @@ from adbench_dbt.distributed import unwrap_ddp
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.errors import CheckpointError
 from adbench_dbt.io import load_weights
-from adbench_dbt.nn.official_checkpoints import load_official, save_official
+from adbench_dbt.completion.official_checkpoints import load_official, save_official
 from adbench_dbt.sampling import sample_tissue_crops
 from adbench_dbt.training import (TrainingConfig, TrainingProgress, announce_resume, check_resumable,
                                   resume_settings, rng_state, save_checkpoint, set_rng_state)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from adbench_dbt.nn.deepfill import Conv2dBlock
+from adbench_dbt.completion.deepfill import Conv2dBlock
 
 
 def _halved(size: int, times: int) -> int:

@@ -1,1 +1,0 @@
-"""Neural building blocks shared by more than one method."""
