@@ -13,9 +13,11 @@ from typing import Any, Sequence
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from adbench_dbt.config import WindowConfig
 from adbench_dbt.data.slices import Slice
+from adbench_dbt.errors import ConfigError
 from adbench_dbt.io import atomic_path, write_text
 from adbench_dbt.leaderboard import profile_label
 from adbench_dbt.method import Method, WindowMethod
@@ -25,7 +27,8 @@ from adbench_dbt.timing import device_name, stopwatch
 
 BENCH_KEY = ["method", "profile", "variant_count", "shape", "device", "precision", "batch_size"]
 BENCH_COLUMNS = ["method", "profile", "shape", "windows", "s_per_slice", "ms_per_patch", "windows_per_s",
-                 "repeats", "variant_count", "device", "precision", "batch_size", "harness_revision", "date"]
+                 "repeats", "variant_count", "device", "precision", "batch_size", "harness_revision", "date",
+                 "forwards_per_window", "timing"]
 
 
 class EngineProbe(WindowMethod):
@@ -65,6 +68,42 @@ def time_slice(model: Method, sl: Slice, repeats: int) -> dict[str, Any]:
             "ms_per_patch": 1000 * seconds / windows if windows else None,
             "windows_per_s": windows / seconds if windows else None, "repeats": repeats,
             "variant_count": len(maps)}
+
+
+def time_windows(model: Method, sl: Slice, count: int, repeats: int) -> dict[str, Any]:
+    """Cost of `count` tissue windows of `sl` (for methods too slow to score a whole slice here), extrapolated to
+    the slice's window count. Completion methods report through their backbone's `cost_probe` (HFPIC: measured
+    transformer forward x forwards per window + the measured rest); others time `score_windows`."""
+    from adbench_dbt.completion.method import CompletionMethod
+    from adbench_dbt.windows import WindowGrid, window_view
+
+    if not isinstance(model, WindowMethod):
+        raise ConfigError(f"--windows needs a sliding-window method, {model.name!r} is not one")
+    image, breast = sl.load()
+    grid = WindowGrid(image.shape[0], image.shape[1], model.config.window, model.config.stride)
+    total = grid.count
+    # the `count` windows with the most tissue (a fixed, reproducible choice)
+    cover = F.avg_pool2d(torch.from_numpy(breast)[None, None].float(), grid.window, grid.stride)[0, 0]
+    chosen = torch.argsort(-cover[:grid.n_rows, :grid.n_cols].flatten(), stable=True)[:count]
+    windows = window_view(torch.from_numpy(image), grid).reshape(total, grid.window, grid.window)[chosen]
+    windows = windows[:, None].float().to(model.device)
+    if isinstance(model, CompletionMethod):
+        cost = model.backbone.cost_probe(windows, repeats)
+    else:
+        with torch.inference_mode():
+            model.score_windows(windows)
+            times = []
+            for _ in range(repeats):
+                with stopwatch(model.device) as t:
+                    model.score_windows(windows)
+                times.append(t[0])
+        cost = {"s_per_window": statistics.median(times) / count, "estimated": False}
+    per_window = cost["s_per_window"]
+    how = "estimated: forwards x measured forward + measured rest" if cost["estimated"] else "measured"
+    return {"shape": f"{sl.shape[0]}x{sl.shape[1]}", "windows": count, "s_per_slice": per_window * total,
+            "ms_per_patch": 1000 * per_window, "windows_per_s": 1 / per_window, "repeats": repeats,
+            "variant_count": len(model.variants), "forwards_per_window": cost.get("forwards_per_window"),
+            "timing": f"{how} on {count} window(s); s_per_slice = x {total} windows"}
 
 
 def bench_row(method: str, profile: str, overrides: dict[str, Any], model: Method,

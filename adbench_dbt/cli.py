@@ -126,14 +126,14 @@ def run(
 
 @app.command()
 def methods() -> None:
-    """List the registered methods: name, paper, score variants, profiles."""
+    """List the registered methods: name, paper, score variants, profiles, notes."""
     from adbench_dbt.registry import available_methods
 
     table = Table(title="registered methods")
-    for column in ("name", "paper", "variants", "profiles"):
+    for column in ("name", "paper", "variants", "profiles", "notes"):
         table.add_column(column, overflow="fold")
     for name, cls in available_methods().items():
-        table.add_row(name, cls.paper, ", ".join(cls.variants), ", ".join(cls.profiles()))
+        table.add_row(name, cls.paper, ", ".join(cls.variants), ", ".join(cls.profiles()), cls.notes)
     console.print(table)
 
 
@@ -254,11 +254,14 @@ def bench(
     set_: list[str] = typer.Option([], "--set", help="config override key=value (repeatable)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     repeats: int = typer.Option(3, min=1, help="timed repetitions (median reported)"),
+    windows: Optional[int] = typer.Option(None, min=1, help="time this many windows (those with the most tissue) "
+                                          "instead of the whole slice, for methods too slow to run a slice; "
+                                          "s_per_slice is then extrapolated"),
     out: Path = typer.Option(Path("leaderboards/bench.csv"), help="benchmark table to merge the row into"),
     cache: Optional[Path] = typer.Option(None, help="cache dir"),
 ) -> None:
     """Time one method (random weights) on one phantom slice: s/slice, ms/patch, windows/s."""
-    from adbench_dbt.bench import bench_row, build_for_bench, merge_bench, time_slice
+    from adbench_dbt.bench import bench_row, build_for_bench, merge_bench, time_slice, time_windows
     from adbench_dbt.datasets_resolve import open_dataset
     from adbench_dbt.timing import resolve_device
 
@@ -266,7 +269,9 @@ def bench(
     overrides = parse_overrides(set_)
     data = open_dataset(f"phantom:{preset}", cache=cache)
     model = build_for_bench(method, profile, overrides, dev, data.dataset.split("train"))
-    row = bench_row(method, profile, overrides, model, time_slice(model, data.dataset.split("test")[0], repeats))
+    test = data.dataset.split("test")[0]
+    timing = time_slice(model, test, repeats) if windows is None else time_windows(model, test, windows, repeats)
+    row = bench_row(method, profile, overrides, model, timing)
     table = merge_bench(out, [row])
     console.print(table.tail(1).T.to_string(header=False))
 

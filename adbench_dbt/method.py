@@ -37,6 +37,7 @@ class Method(ABC):
     name: ClassVar[str]
     paper: ClassVar[str] = ""
     variants: ClassVar[tuple[str, ...]] = ("score",)
+    notes: ClassVar[str] = ""  # shown by `adbench methods` (e.g. variants that need an extra checkpoint)
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     # True when fit() runs on every torchrun rank and synchronises itself (DDP); False: rank 0 fits alone.
     supports_distributed_fit: ClassVar[bool] = False

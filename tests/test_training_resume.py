@@ -13,6 +13,7 @@ from scipy.ndimage import gaussian_filter
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.methods.cutpaste.method import CutPaste
 from adbench_dbt.methods.patchsvdd.method import PatchSVDD
+from adbench_dbt.completion.hfpic.trainer import HfpicTrainer
 from adbench_dbt.completion.trainer import InpaintingTrainer
 from adbench_dbt.registry import create_method
 from adbench_dbt.training import LOG_FILE
@@ -40,13 +41,16 @@ CASES = {
     "patchsvdd": ({"epochs": 3, "checkpoint_every": 2, "progress": False}, (PatchSVDD, "_loss"), 4, 2),
     "picard": ({"checkpoint_every": 3, "n_critic": 2}, (InpaintingTrainer, "step"), 5, 3),
     "dmse": ({"checkpoint_every": 3, "n_critic": 2}, (InpaintingTrainer, "step"), 5, 3),
+    # 3 transformer steps, then 3 upsampler steps: killed in stage 2, resumed from a stage-2 checkpoint
+    "hfpic": ({"checkpoint_every": 2}, (HfpicTrainer, "step"), 5, 4),
+    "hfpic-stage1": ({"checkpoint_every": 2, "stage1_steps": 4, "stage2_steps": 1}, (HfpicTrainer, "step"), 4, 2),
 }
 
 
 def _fit(name: str, train: list[Slice], work_dir, process_seed: int = 0) -> Any:
     """A fit as a fresh process runs it; `process_seed` stands for the global RNG state the process starts in."""
     torch.manual_seed(process_seed)
-    method = create_method(name, "smoke", CASES[name][0])
+    method = create_method(name.split("-")[0], "smoke", CASES[name][0])
     method.work_dir = work_dir
     method.fit(train)
     return method
@@ -83,7 +87,7 @@ def test_killed_fit_resumes_to_the_uninterrupted_weights(name, train, tmp_path, 
     capsys.readouterr()
     resumed = _fit(name, train, tmp_path, process_seed=99)  # its start state must not matter: all is restored
 
-    assert f"{name}: resuming from step {checkpoint}/" in capsys.readouterr().err
+    assert f"{name.split('-')[0]}: resuming from step {checkpoint}/" in capsys.readouterr().err
     _assert_same_state(resumed.state_dict(), reference.state_dict())
     steps = [json.loads(line)["step"] for line in (tmp_path / LOG_FILE).read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] >= dies_in  # one line per logged step, none doubled

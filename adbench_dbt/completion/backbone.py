@@ -7,6 +7,8 @@ would change the published scores' rounding.
 """
 from __future__ import annotations
 
+import statistics
+import time
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -90,6 +92,19 @@ class CompletionBackbone(ABC):
         lo, hi = self.value_range
         return windows if (lo, hi) == (0.0, 1.0) else windows * (hi - lo) + lo
 
+    def cost_probe(self, windows: torch.Tensor, repeats: int = 1) -> dict[str, Any]:
+        """Measured cost of completing `windows` (median of `repeats` timed calls after one warm-up), for
+        `adbench bench --windows`; backbones too slow to run whole override it with a component measurement."""
+        with torch.inference_mode():
+            self.complete(windows)
+            times = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                self.complete(windows)
+                _sync(self.device)
+                times.append(time.perf_counter() - started)
+        return {"s_per_window": statistics.median(times) / windows.shape[0], "estimated": False}
+
     def networks(self) -> dict[str, nn.Module]:
         """The learned modules by name (none for a classical backbone)."""
         return {}
@@ -133,3 +148,8 @@ class CompletionBackbone(ABC):
             self.load_state_dict(state)
         except (RuntimeError, ValueError, KeyError, TypeError) as err:
             raise CheckpointError(f"{path}: does not fit this {type(self).__name__} ({str(err)[:200]})") from None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

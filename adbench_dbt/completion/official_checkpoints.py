@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from adbench_dbt.completion.critics import LocalCritic
 from adbench_dbt.errors import CheckpointError
 from adbench_dbt.io import atomic_path, load_weights
 
@@ -84,3 +85,33 @@ def save_official(directory: str | Path, iteration: int, generator: nn.Module, l
     with atomic_path(dis_path) as tmp:
         torch.save({"localD": local_critic.state_dict(), "globalD": global_critic.state_dict()}, tmp)
     return gen_path, dis_path
+
+
+def load_picard_local_critic(path: str | Path, hole: int, map_location: str | torch.device = "cpu") -> nn.Module:
+    """PICARD's trained local critic (its feature encoder E for MCD_feature) for another backbone, e.g. HFPIC.
+
+    `path`: a PICARD model saved by this project (directory with config.json + state.pt), an official PICARD
+    checkpoint directory (latest dis_*.pt) or one dis_*.pt file. The critic must have been trained on `hole` px
+    holes; its width is read from the weights.
+    """
+    path = Path(path)
+    expected = "a PICARD model directory (config.json + state.pt), an official PICARD checkpoint directory or a " \
+               "dis_XXXXXXXX.pt file"
+    if not path.exists():
+        raise CheckpointError(f"{path}: critic checkpoint not found (expected {expected})")
+    if path.is_dir() and (path / "config.json").is_file():
+        source, key = path / "state.pt", "local_critic"
+    else:
+        source, key = (find_checkpoint(path)[1] if path.is_dir() else path), "localD"
+    state = load_weights(source, map_location)
+    if not isinstance(state, dict) or not isinstance(state.get(key), dict):
+        found = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{source}: no PICARD local critic (expected key {key!r}, found {found})")
+    critic_state = _strip_prefix(state[key])
+    first = critic_state.get("dis_conv_module.conv1.conv.weight")
+    if first is None or first.dim() != 4 or first.shape[1] != 1:
+        raise CheckpointError(f"{source}['{key}']: not a 1-channel PICARD local critic "
+                              "(dis_conv_module.conv1.conv.weight missing or of another shape)")
+    critic = LocalCritic(1, int(first.shape[0]), hole)
+    _load_into(critic, critic_state, f"{source}['{key}'] (critic for {hole} px holes)")
+    return critic.to(map_location).eval()
