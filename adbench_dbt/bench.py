@@ -83,9 +83,9 @@ def time_windows(model: Method, sl: Slice, count: int, repeats: int) -> dict[str
     grid = WindowGrid(image.shape[0], image.shape[1], model.config.window, model.config.stride)
     total = grid.count
     # the `count` windows with the most tissue (a fixed, reproducible choice)
-    cover = F.avg_pool2d(torch.from_numpy(breast)[None, None].float(), grid.window, grid.stride)[0, 0]
+    cover = F.avg_pool2d(torch.tensor(breast)[None, None].float(), grid.window, grid.stride)[0, 0]
     chosen = torch.argsort(-cover[:grid.n_rows, :grid.n_cols].flatten(), stable=True)[:count]
-    windows = window_view(torch.from_numpy(image), grid).reshape(total, grid.window, grid.window)[chosen]
+    windows = window_view(torch.tensor(image), grid).reshape(total, grid.window, grid.window)[chosen]
     windows = windows[:, None].float().to(model.device)
     if isinstance(model, CompletionMethod):
         cost = model.backbone.cost_probe(windows, repeats)
@@ -103,15 +103,17 @@ def time_windows(model: Method, sl: Slice, count: int, repeats: int) -> dict[str
     return {"shape": f"{sl.shape[0]}x{sl.shape[1]}", "windows": count, "s_per_slice": per_window * total,
             "ms_per_patch": 1000 * per_window, "windows_per_s": 1 / per_window, "repeats": repeats,
             "variant_count": len(model.variants), "forwards_per_window": cost.get("forwards_per_window"),
+            "batch_size": count,
             "timing": f"{how} on {count} window(s); s_per_slice = x {total} windows"}
 
 
 def bench_row(method: str, profile: str, overrides: dict[str, Any], model: Method,
               timing: dict[str, Any]) -> dict[str, Any]:
     label = profile_label(profile if method != "engine" else "-", overrides)
+    timing = dict(timing)
+    batch = timing.pop("batch_size", model.batch_size_used)  # --windows mode: the windows timed together
     return {"method": method, "profile": label, **timing,
-            "device": device_name(model.device), "precision": model.precision,
-            "batch_size": model.batch_size_used,
+            "device": device_name(model.device), "precision": model.precision, "batch_size": batch,
             "harness_revision": harness_revision(), "date": dt.date.today().isoformat()}
 
 

@@ -272,3 +272,21 @@ def test_fit_learns_a_palette_and_save_load_round_trip(tmp_path):
     b = loaded.score_map(test)
     for name in a:
         np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_bench_windows_mode_reports_forwards_and_the_component_estimate(tmp_path):
+    from adbench_dbt.bench import bench_row, merge_bench, time_windows
+
+    sl = synthetic_slice(3)
+    for sampling, forwards in (("raster", 16), ("parallel", 3)):
+        method = create_method("hfpic", "smoke", {"sampling": sampling})
+        timing = time_windows(method, sl, 2, 1)
+        assert timing["windows"] == 2 and timing["forwards_per_window"] == forwards / 2
+        assert timing["timing"].startswith("estimated") and timing["s_per_slice"] > 0
+        table = merge_bench(tmp_path / "bench.csv", [bench_row("hfpic", "smoke", {"sampling": sampling}, method,
+                                                               timing)])
+    assert list(table["forwards_per_window"]) == [8.0, 1.5] and list(table["batch_size"]) == [2, 2]
+    probe = create_method("hfpic", "smoke").backbone.cost_probe(torch.rand(2, 1, 32, 32))
+    assert probe["s_per_window"] == pytest.approx((3 * probe["s_per_forward"] + probe["s_rest"]) / 2)
+    telea = time_windows(create_method("telea", "smoke"), sl, 3, 1)
+    assert telea["timing"].startswith("measured") and telea["forwards_per_window"] is None
