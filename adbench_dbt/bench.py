@@ -128,6 +128,7 @@ def merge_bench(path: Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
              "weights: cost does not depend on training). `engine` = harness overhead alone.", "",
              "| " + " | ".join(BENCH_COLUMNS) + " |", "|" + "---|" * len(BENCH_COLUMNS)]
     for r in table.to_dict("records"):
-        lines.append("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()) + " |")
+        lines.append("| " + " | ".join(("" if v != v else f"{v:.4g}") if isinstance(v, float) else str(v)
+                                       for v in r.values()) + " |")
     write_text(path.with_suffix(".md"), "\n".join(lines) + "\n")
     return table
