@@ -290,3 +290,14 @@ def test_bench_windows_mode_reports_forwards_and_the_component_estimate(tmp_path
     assert probe["s_per_window"] == pytest.approx((3 * probe["s_per_forward"] + probe["s_rest"]) / 2)
     telea = time_windows(create_method("telea", "smoke"), sl, 3, 1)
     assert telea["timing"].startswith("measured") and telea["forwards_per_window"] is None
+
+
+def test_adbench_methods_says_feature_variants_need_a_critic(capsys, monkeypatch):
+    from adbench_dbt.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["methods"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    rows = out[out.index("│ hfpic"):]  # the table wraps cells: the notes column continues on the next lines
+    assert "*_feature variants only with" in rows.splitlines()[0] and "critic_checkpoint" in rows
