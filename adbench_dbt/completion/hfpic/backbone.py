@@ -125,6 +125,7 @@ class HfpicBackbone(CompletionBackbone):
         return to_grey(self.upsampler(images, holes, self.prior(tokens)))
 
     def sample(self, tokens: torch.Tensor, holes: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """The configured sampler over B token images at once: (filled tokens, transformer forwards run)."""
         cfg = self.config
         if cfg.sampling == "raster":
             return sample_raster(self.transformer, tokens, holes, cfg.top_k, cfg.temperature)
