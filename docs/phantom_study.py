@@ -147,16 +147,16 @@ def quality(out: str) -> None:
         model = cls.load(model_dir, device="cpu", config=config)
         if sets is None:
             sets = _quality_windows(test, config.window, config.hole)
-            ring = 1 - model.hole_mask[0, 0]
+            ring = 1 - model.backbone.hole_mask[0, 0]
         values = {}
         for name, windows in zip(("normal", "lesion"), sets):
             batch = torch.from_numpy(windows[:, None])
             torch.manual_seed(0)
             m = getattr(config, "completions", 1)
             with torch.no_grad():
-                truth, masked = model.masked_input(batch)
-                _, completed = model.generator(masked.repeat_interleave(m, 0), model.hole_mask)
-            box = model.hole_box
+                truth, masked = model.backbone.masked_input(batch)
+                _, completed = model.backbone.generator(masked.repeat_interleave(m, 0), model.backbone.hole_mask)
+            box = model.backbone.hole_box
             hole_truth = truth[box].reshape(len(windows), 1, -1)
             hole_done = completed[box].reshape(len(windows), m, -1)
             values[f"hole_l1_{name}"] = round(float((hole_done - hole_truth).abs().mean(2).min(1).values.mean()), 4)
@@ -309,12 +309,13 @@ def _completions_panel(out: str, ax_rows) -> None:
     batch = torch.from_numpy(np.stack(windows)[:, None].astype(np.float32))
     rows = ((0, config.dropout, "lesion window"), (1, config.dropout, "normal tissue"), (1, 0.0, "normal tissue"))
     for axes, (index, p, title) in zip(ax_rows, rows):
-        model.generator.set_dropout(p, config.fine_dropout)  # the demo's live inference dropout, then none
+        model.backbone.generator.set_dropout(p, config.fine_dropout)  # the demo's live inference dropout, then none
         torch.manual_seed(0)
         with torch.no_grad():
-            truth, masked = model.masked_input(batch[index: index + 1])
-            _, completed = model.generator(masked.repeat_interleave(config.completions, 0), model.hole_mask)
-        completed = completed * model.hole_mask + masked  # what is scored: the hole; the ring is the input
+            truth, masked = model.backbone.masked_input(batch[index: index + 1])
+            _, completed = model.backbone.generator(masked.repeat_interleave(config.completions, 0),
+                                                    model.backbone.hole_mask)
+        completed = completed * model.backbone.hole_mask + masked  # what is scored: the hole; the ring is the input
         panels = [truth[0, 0], masked[0, 0]] + [completed[m, 0] for m in range(config.completions)]
         names = ["truth", "input"] + [f"completion {m + 1}, dropout {p:g}" for m in range(config.completions)]
         for ax, panel, name in zip(axes, panels, names):

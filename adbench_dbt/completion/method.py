@@ -60,7 +60,8 @@ class CompletionMethod(WindowMethod):
             raise ValueError(f"{self.name}: {err}") from None
 
     @classmethod
-    def from_checkpoint(cls, path: Path, config: MethodConfig, device: str | torch.device = "cpu") -> "CompletionMethod":
+    def from_checkpoint(cls, path: Path, config: MethodConfig,
+                        device: str | torch.device = "cpu") -> "CompletionMethod":
         """A scorer from the backbone's foreign checkpoint format (e.g. official PICARD or ICT weights)."""
         load_foreign = getattr(cls.Backbone, "load_foreign", None)
         if load_foreign is None:

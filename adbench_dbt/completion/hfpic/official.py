@@ -58,7 +58,8 @@ def _check_stage(path: Path, state: dict[str, Any], expected: tuple[str, ...], o
     if all(k in state for k in other):
         raise CheckpointError(f"{path}: an ICT {other_stage} checkpoint, expected the {stage} "
                               f"(keys {', '.join(expected)})")
-    raise CheckpointError(f"{path}: not an ICT {stage} checkpoint (missing {', '.join(k for k in expected if k not in state)})")
+    missing = ", ".join(k for k in expected if k not in state)
+    raise CheckpointError(f"{path}: not an ICT {stage} checkpoint (missing {missing})")
 
 
 def _load_strict(module: nn.Module, state: dict[str, Any], path: Path, what: str) -> None:

@@ -53,7 +53,8 @@ class GuidedUpsampler(nn.Module):
 
 
 class PatchCritic(nn.Module):
-    """PatchGAN cnum/2/4/8 cnum/1 (official cnum 64; strides 2, 2, 2, 1, 1), spectral norm, LeakyReLU 0.2; sigmoid patch scores."""
+    """PatchGAN cnum/2/4/8 cnum/1 (official cnum 64; strides 2, 2, 2, 1, 1), spectral norm, LeakyReLU 0.2;
+    sigmoid patch scores."""
 
     def __init__(self, channels: int = 1, cnum: int = 64) -> None:
         super().__init__()
