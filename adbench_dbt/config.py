@@ -17,6 +17,23 @@ from adbench_dbt.errors import ConfigError
 AssemblyMode = Literal["grid-bicubic", "centered", "centered-nearest", "averaged"]
 
 
+def content_field(description: str) -> Any:
+    """A config field naming a file or directory whose *contents* change results (pretrained weights, a critic, a
+    palette): a run's identity hashes those contents, so replacing the file at the same path starts a new run."""
+    return Field(None, description=description, json_schema_extra={"content_identity": True})
+
+
+def referenced_paths(config: BaseModel) -> dict[str, Path]:
+    """{field: path} of the `content_field`s that are set."""
+    out = {}
+    for name, info in type(config).model_fields.items():
+        extra = info.json_schema_extra
+        value = getattr(config, name)
+        if isinstance(extra, dict) and extra.get("content_identity") and value:
+            out[name] = Path(value)
+    return out
+
+
 class MethodConfig(BaseModel):
     """Fields every method has. Subclasses add theirs; unknown keys are rejected."""
 

@@ -150,11 +150,9 @@ class Method(ABC):
     @classmethod
     def checkpoint_files(cls, path: Path, config: MethodConfig) -> list[Path]:
         """The files whose bytes identify what `restore(path, config)` loads (hashed into the run's identity)."""
-        if path.is_file():
-            return [path]
         if (path / "config.json").is_file():
             return [path / "config.json", path / "state.pt"]
-        return sorted(p for p in path.rglob("*") if p.is_file())
+        return content_files(path)
 
     @classmethod
     def restore(cls, path: str | Path, config: MethodConfig, device: str | torch.device = "cpu") -> "Method":
@@ -179,6 +177,11 @@ def read_saved_meta(directory: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or not isinstance(meta.get("method"), str) or not isinstance(meta.get("config"), dict):
         raise CheckpointError(f"{meta_path}: expected {{\"method\": name, \"config\": {{...}}}}")
     return meta
+
+
+def content_files(path: Path) -> list[Path]:
+    """The file itself, or every file below a directory (sorted: the hash must not depend on listing order)."""
+    return [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
 
 
 def files_sha256(files: Sequence[Path], root: Path) -> str:

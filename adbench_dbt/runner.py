@@ -25,11 +25,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from adbench_dbt import distributed
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.datasets_resolve import OpenedDataset, open_dataset
-from adbench_dbt.config import MethodConfig, build_config
+from adbench_dbt.config import MethodConfig, build_config, referenced_paths
 from adbench_dbt.detection import DetectionConfig, detect
-from adbench_dbt.errors import AdbenchError, RunError
+from adbench_dbt.errors import AdbenchError, ConfigError, RunError
 from adbench_dbt.io import save_npz, write_json
-from adbench_dbt.method import Method, files_sha256
+from adbench_dbt.method import Method, content_files, files_sha256
 from adbench_dbt.metrics import SingleClassError, slice_metrics
 from adbench_dbt.overlay import render_overlay
 from adbench_dbt.provenance import environment, stable_hash
@@ -100,6 +100,7 @@ def preflight(spec: RunSpec) -> RunPlan:
         device = torch.device("cuda", torch.cuda.current_device())
     method_cls = get_method(spec.method)
     config = build_config(method_cls.Config, method_cls.name, method_cls.profiles(), spec.profile, spec.overrides)
+    referenced = _referenced_files_sha256(config)
     checkpoint_sha = None
     if spec.checkpoint:
         path = Path(spec.checkpoint)
@@ -112,9 +113,12 @@ def preflight(spec: RunSpec) -> RunPlan:
         raise RunError(f"dataset {data.tag!r} ({data.root}): split {split!r} has no slices to score")
     config_json = config.model_dump(mode="json")
     identity = {k: v for k, v in config_json.items() if k not in DISPLAY_ONLY}
-    run_key = stable_hash([identity, data.fingerprint, split, checkpoint_sha, spec.breast_only])
+    run_key = stable_hash([identity, data.fingerprint, split, checkpoint_sha, spec.breast_only]
+                          + ([referenced] if referenced else []))
     run_dir = Path(spec.out) / data.tag / f"{spec.method}-{spec.profile}-{run_key}"
     record = _run_record(spec, split, config_json, data, device, checkpoint_sha)
+    if referenced:  # only when the config names files: earlier run records stay valid
+        record["referenced_files"] = referenced
     if distributed.rank() == 0:
         _check_or_write_record(run_dir, record)  # also proves the output directory is writable
         _remove_stale_temporaries(run_dir)
@@ -134,6 +138,17 @@ def preflight(spec: RunSpec) -> RunPlan:
     return RunPlan(spec, method_cls, config, device, data, split, test, run_dir, record, model, train, val)
 
 
+def _referenced_files_sha256(config: MethodConfig) -> dict[str, str]:
+    """{config field: sha256 of the contents} of every file the config names (pretrained weights, critics, palettes),
+    so that replacing such a file at the same path never reuses old results."""
+    out = {}
+    for name, path in referenced_paths(config).items():
+        if not path.exists():
+            raise ConfigError(f"--set {name}={path}: no such file or directory")
+        out[name] = files_sha256(content_files(path), path)
+    return out
+
+
 def _run_record(spec: RunSpec, split: str, config: dict, data: OpenedDataset, device: torch.device,
                 checkpoint_sha: str | None) -> dict[str, Any]:
     return {"method": spec.method, "profile": spec.profile, "overrides": spec.overrides, "config": config,
@@ -144,7 +159,7 @@ def _run_record(spec: RunSpec, split: str, config: dict, data: OpenedDataset, de
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
-IDENTITY_KEYS = ("method", "config", "fingerprint", "split", "checkpoint_sha256", "breast_only")
+IDENTITY_KEYS = ("method", "config", "fingerprint", "split", "checkpoint_sha256", "breast_only", "referenced_files")
 DISPLAY_ONLY = ("progress", "log_every")  # config fields that change what is shown, never what is computed
 
 
@@ -156,7 +171,7 @@ def _check_or_write_record(run_dir: Path, record: dict[str, Any]) -> None:
         except ValueError as err:
             raise RunError(f"{path}: unreadable run record ({err}); use another --out to start afresh") from None
         for key in IDENTITY_KEYS:
-            if _without_display(old.get(key), key) != _without_display(record[key], key):
+            if _without_display(old.get(key), key) != _without_display(record.get(key), key):
                 raise RunError(f"{path}: existing run has a different {key!r}; use another --out to start afresh")
         return
     write_json(path, record)

@@ -186,3 +186,26 @@ def test_console_script_exit_code_without_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == errors.EXIT_USAGE
     assert "Traceback" not in done.stderr and "unknown method 'nope'" in done.stderr
+
+
+def test_replaced_file_named_in_the_config_never_reuses_old_results(tmp_path, cache_root, tiny_dataset):
+    """A file a config field points at (here CutPaste's pretrained encoder) is part of the run's identity by content,
+    like --checkpoint: new weights at the same path start a new run."""
+    import timm
+
+    weights = tmp_path / "resnet18.pt"
+    spec = runner.RunSpec(method="cutpaste", profile="smoke", dataset="phantom:tiny", device="cpu",
+                          out=str(tmp_path / "runs"), cache=str(cache_root), overlays=False,
+                          overrides={"pretrained_path": str(weights), "steps": 2})
+    torch.manual_seed(0)
+    torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), weights)
+    first = runner.run(spec)
+    torch.manual_seed(1)
+    torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), weights)
+    second = runner.run(spec)
+    assert first.run_dir != second.run_dir
+    record = json.loads((Path(second.run_dir) / "run.json").read_text())
+    assert set(record["referenced_files"]) == {"pretrained_path"}
+    weights.unlink()
+    with pytest.raises(errors.ConfigError, match="pretrained_path"):
+        runner.run(spec)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from adbench_dbt.config import WindowConfig
+from adbench_dbt.config import WindowConfig, content_field
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.method import Heatmaps, WindowMethod
 from adbench_dbt.methods.cutpaste.gaussian_density import GaussianDensity
@@ -32,7 +32,7 @@ class CutPasteConfig(WindowConfig, TrainingConfig):
     density: Literal["global", "per_location"] = "global"
     density_windows_per_slice: int | None = Field(
         None, ge=1, description="random tissue windows per training slice for the density (None = all)")
-    pretrained_path: str | None = Field(None, description="local ResNet-18 state dict to start from (never downloaded)")
+    pretrained_path: str | None = content_field("local ResNet-18 state dict to start from (never downloaded)")
 
 
 @register_method

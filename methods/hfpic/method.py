@@ -6,13 +6,13 @@ As in the PICARD code, the feature-space scores encode with a trained PICARD loc
 from __future__ import annotations
 
 import torch
-from pydantic import Field
 
 from adbench_dbt.completion.backbone import Completions
 from adbench_dbt.completion.hfpic.backbone import HfpicBackbone, HfpicConfig
 from adbench_dbt.completion.method import CompletionMethod
 from adbench_dbt.completion.official_checkpoints import load_picard_local_critic
 from adbench_dbt.completion.scorers import mcd_scores
+from adbench_dbt.config import content_field
 from adbench_dbt.registry import register_method
 
 IMAGE_VARIANTS = ("mcd_image", "mean_image", "median_image")
@@ -20,8 +20,8 @@ FEATURE_VARIANTS = ("mcd_feature", "mean_feature", "median_feature")
 
 
 class HfpicMethodConfig(HfpicConfig):
-    critic_checkpoint: str | None = Field(None, description="trained PICARD model/checkpoint whose local critic "
-                                                            "encodes feature-space scores (none: image space only)")
+    critic_checkpoint: str | None = content_field("trained PICARD model/checkpoint whose local critic encodes "
+                                                  "feature-space scores (none: image space only)")
 
 
 @register_method

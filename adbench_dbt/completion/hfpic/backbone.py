@@ -19,7 +19,7 @@ from adbench_dbt.completion.hfpic.palette import dequantise, quantise, read_ict_
 from adbench_dbt.completion.hfpic.sampling import sample_parallel, sample_raster
 from adbench_dbt.completion.hfpic.transformer import TokenTransformer
 from adbench_dbt.completion.hfpic.upsampler import GuidedUpsampler, PatchCritic
-from adbench_dbt.config import WindowConfig
+from adbench_dbt.config import WindowConfig, content_field
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.training import TrainingConfig, seeded_weights
 
@@ -33,8 +33,8 @@ class HfpicConfig(WindowConfig, TrainingConfig):
     completions: int = Field(10, ge=1, description="M completions per window")
     token_grid: int = Field(32, ge=4, description="side of the token image (bilinear down from the window)")
     palette_size: int = Field(512, ge=2, description="K palette entries (grey K-means of training windows)")
-    palette_file: str | None = Field(None, description="ICT's kmeans_centers.npy (K x 3 in [-1, 1]) instead of "
-                                                       "the grey K-means palette (needed for official weights)")
+    palette_file: str | None = content_field("ICT's kmeans_centers.npy (K x 3 in [-1, 1]) instead of the grey "
+                                             "K-means palette (needed for official weights)")
     channels: Literal[1, 3] = Field(1, description="upsampler colour channels: 1 grey-native, 3 = ICT's RGB nets")
     upsampler_cnum: int = Field(64, ge=4, description="stage-2 generator and critic width (official: 64)")
     n_layer: int = Field(35, ge=1)
@@ -62,8 +62,8 @@ class HfpicConfig(WindowConfig, TrainingConfig):
     adversarial_weight: float = Field(0.1, ge=0)
     perceptual_weight: float = Field(0.1, ge=0)
     style_weight: float = Field(250.0, ge=0)
-    perceptual_weights: str | None = Field(None, description="local VGG19 weights file for the perceptual/style "
-                                                             "terms; without one both terms are off")
+    perceptual_weights: str | None = content_field("local VGG19 weights file for the perceptual/style terms; "
+                                                   "without one both terms are off")
 
     @model_validator(mode="after")
     def _check(self) -> "HfpicConfig":
