@@ -35,7 +35,15 @@ INTEGER_COLUMNS = ("slices", "batch_size")
 
 def profile_label(profile: str, overrides: dict[str, Any]) -> str:
     """The profile plus any --set overrides ('demo stride=16'): an overridden run never replaces the profile's row."""
-    return " ".join([profile, *(f"{k}={v}" for k, v in sorted((overrides or {}).items()))])
+    return " ".join([profile, *(f"{k}={_short(v)}" for k, v in sorted((overrides or {}).items()))])
+
+
+def _short(value: Any) -> Any:
+    """A path-valued override by its last two components: rows stay readable and name no machine's folders
+    (the run's identity holds the file's contents anyway)."""
+    if isinstance(value, str) and "/" in value:
+        return "/".join(Path(value).parts[-2:])
+    return value
 
 
 def rows_from_summary(summary: RunSummary) -> list[dict[str, Any]]:

@@ -415,11 +415,14 @@ def tables() -> None:
           f"{np.maximum(board.auroc_breast - board.auroc_breast_low, board.auroc_breast_high - board.auroc_breast).max():.3f}")
     for method in board.method.unique():
         part = board[board.method == method]
-        print(f"\n{method}:\n\n| variant | pixel AUROC [95% CI] | pixel AP | breast AUROC [95% CI] | in/out | ms/patch |")
-        print("|---|---|---|---|---|---|")
+        several = part.profile.nunique() > 1  # e.g. hfpic: sampling and critic as overrides
+        extra = "profile | " if several else ""
+        print(f"\n{method}:\n\n| {extra}variant | pixel AUROC [95% CI] | pixel AP | breast AUROC [95% CI] | in/out | "
+              "ms/patch |")
+        print("|---|---|---|---|---|---|" + ("---|" if several else ""))
         for r in part.sort_values("auroc", ascending=False).itertuples():
             ms = "–" if pd.isna(r.ms_per_patch) else f"{r.ms_per_patch:.2f}"
-            print(f"| {r.variant} | {fmt(r.auroc, r.auroc_low, r.auroc_high)} | {r.ap:.4f} | "
+            print(f"| {r.profile + ' | ' if several else ''}{r.variant} | {fmt(r.auroc, r.auroc_low, r.auroc_high)} | {r.ap:.4f} | "
                   f"{fmt(r.auroc_breast, r.auroc_breast_low, r.auroc_breast_high)} | {r.inout_ratio:.2f} | {ms} |")
 
 

@@ -130,3 +130,10 @@ def test_rows_keep_their_old_columns_when_merged_with_an_older_csv(tmp_path):
     table = merge(tmp_path, "phantom-tiny", [summary(0.7, "2026-11-01")])
     assert set(table["method"]) == {"telea", "picard"}
     assert table.set_index("method").loc["telea", "aupro"] != table.set_index("method").loc["telea", "aupro"]  # NaN
+
+
+def test_path_overrides_are_labelled_by_their_last_two_parts():
+    from adbench_dbt.leaderboard import profile_label
+
+    assert profile_label("demo", {"critic_checkpoint": "/home/me/runs/picard-demo-1/model", "stride": 16}) == \
+        "demo critic_checkpoint=picard-demo-1/model stride=16"
