@@ -8,13 +8,13 @@ split fingerprints were scored on different slices or boxes and are refused.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from adbench_dbt.errors import RunError
+from adbench_dbt.io import read_run_json
 from adbench_dbt.summary import SliceRecord, read_slice_record
 
 COMPARED = ("auroc", "ap", "aupro")
@@ -46,13 +46,7 @@ class RunRef:
 def load_run(run_dir: str | Path, variant: str | None = None) -> RunRef:
     """The run's slice records and fingerprint; `variant` defaults to the method's first (primary) score."""
     run_dir = Path(run_dir)
-    meta_path = run_dir / "run.json"
-    try:
-        meta = json.loads(meta_path.read_text())
-    except FileNotFoundError:
-        raise RunError(f"{meta_path}: not found; {run_dir} is not a run directory") from None
-    except (OSError, ValueError) as err:
-        raise RunError(f"{meta_path}: unreadable run record ({err})") from None
+    meta = read_run_json(run_dir / "run.json", "run record")
     paths = sorted((run_dir / "slices").glob("*.json"))
     if not paths:
         raise RunError(f"{run_dir}: no slice records (slices/*.json); the run has not scored anything")

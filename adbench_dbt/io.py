@@ -12,11 +12,11 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from adbench_dbt.errors import CheckpointError, FileSystemError, describe_os_error
+from adbench_dbt.errors import CheckpointError, FileSystemError, RunError, describe_os_error
 
 
 @contextmanager
@@ -115,6 +115,34 @@ def load_weights(path: str | Path, map_location: Any = "cpu") -> Any:
     except (RuntimeError, EOFError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({first[:160]})") from None
+
+
+def load_state_file(path: str | Path, load_state_dict: Callable[[dict[str, Any]], Any], map_location: Any,
+                    what: str) -> None:
+    """`load_state_dict(load_weights(path))`; a refused, unreadable, non-dict or mismatched file is a CheckpointError
+    naming the file and `what` it should fit."""
+    state = load_weights(path, map_location)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a state dict, got {type(state).__name__}")
+    try:
+        load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: does not fit {what} ({first[:200]})") from None
+
+
+def read_run_json(path: str | Path, what: str) -> dict[str, Any]:
+    """A JSON object a run wrote (run.json, summary.json); missing or unreadable is a RunError naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunError(f"{path}: not found; {path.parent} is not a finished run ({what})") from None
+    except (OSError, ValueError) as err:
+        raise RunError(f"{path}: unreadable {what} ({err})") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{path}: unreadable {what} (not a JSON object)")
+    return data
 
 
 def _json_default(obj: Any) -> Any:

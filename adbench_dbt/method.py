@@ -19,7 +19,7 @@ import torch
 from adbench_dbt.config import MethodConfig, WindowConfig, build_config, load_profiles
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.errors import CheckpointError
-from adbench_dbt.io import atomic_directory, load_weights
+from adbench_dbt.io import atomic_directory, load_state_file
 from adbench_dbt.windows import score_slice, warmup_windows
 
 Heatmaps = dict[str, np.ndarray]
@@ -131,15 +131,7 @@ class Method(ABC):
 
     def load_weights_file(self, path: Path) -> None:
         """load_state_dict from a torch file; a refused, unreadable or mismatched file is a CheckpointError."""
-        state = load_weights(path, map_location=self.device)
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{path}: expected a state dict, got {type(state).__name__}")
-        try:
-            self.load_state_dict(state)
-        except (RuntimeError, ValueError, KeyError, TypeError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CheckpointError(f"{path}: does not fit method {self.name!r} with this config "
-                                  f"({first[:200]})") from None
+        load_state_file(path, self.load_state_dict, self.device, f"method {self.name!r} with this config")
 
     @classmethod
     def from_checkpoint(cls, path: Path, config: MethodConfig, device: str | torch.device = "cpu") -> "Method":

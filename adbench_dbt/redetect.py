@@ -6,7 +6,6 @@ summarised by an older harness (format 2) is upgraded this way; its date and pre
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,22 +13,10 @@ import numpy as np
 
 from adbench_dbt.detection import DetectionConfig, detect
 from adbench_dbt.errors import RunError
-from adbench_dbt.io import write_json
+from adbench_dbt.io import read_run_json, write_json
 from adbench_dbt.metrics import SingleClassError, heatmap_metrics
 from adbench_dbt.summarise import read_records, summarise
 from adbench_dbt.summary import RunSummary
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RunError(f"{path}: not found; {path.parent} is not a finished run ({what})") from None
-    except (OSError, ValueError) as err:
-        raise RunError(f"{path}: unreadable {what} ({err})") from None
-    if not isinstance(data, dict):
-        raise RunError(f"{path}: unreadable {what} (not a JSON object)")
-    return data
 
 
 def open_run_dataset(record: dict[str, Any], cache: str | Path | None) -> Any:
@@ -49,8 +36,8 @@ def open_run_dataset(record: dict[str, Any], cache: str | Path | None) -> Any:
 def redetect(run_dir: str | Path, cache: str | Path | None = None,
              config: DetectionConfig | None = None) -> RunSummary:
     run_dir = Path(run_dir)
-    record = _read_json(run_dir / "run.json", "run record")
-    old = _read_json(run_dir / "summary.json", "run summary")
+    record = read_run_json(run_dir / "run.json", "run record")
+    old = read_run_json(run_dir / "summary.json", "run summary")
     heatmaps = run_dir / "heatmaps"
     if not heatmaps.is_dir():
         raise RunError(f"{run_dir}: no heatmaps/ directory; detections need the saved heatmaps (rerun the run)")

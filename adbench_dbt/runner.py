@@ -34,7 +34,7 @@ from adbench_dbt.metrics import SingleClassError, slice_metrics
 from adbench_dbt.overlay import render_overlay
 from adbench_dbt.provenance import environment, stable_hash
 from adbench_dbt.registry import get_method
-from adbench_dbt.summary import METRIC_KEYS, RunSummary, SliceMetrics, SliceRecord, read_slice_record
+from adbench_dbt.summary import METRIC_KEYS, RunSummary, SliceMetrics, SliceRecord
 from adbench_dbt.summarise import summarise
 from adbench_dbt.timing import device_name, resolve_device, stopwatch
 

@@ -19,8 +19,7 @@ import torch
 from torch import nn
 
 from adbench_dbt.data.slices import Slice
-from adbench_dbt.errors import CheckpointError
-from adbench_dbt.io import atomic_path, load_weights
+from adbench_dbt.io import atomic_path, load_state_file
 
 
 def centred_box(window: int, hole: int) -> tuple[slice, slice]:
@@ -141,13 +140,7 @@ class CompletionBackbone(ABC):
 
     def load(self, path: str | Path) -> None:
         """Load a file written by `save` (weights_only); a mismatch is a CheckpointError naming the file."""
-        state = load_weights(path, map_location=self.device)
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{path}: expected a state dict, got {type(state).__name__}")
-        try:
-            self.load_state_dict(state)
-        except (RuntimeError, ValueError, KeyError, TypeError) as err:
-            raise CheckpointError(f"{path}: does not fit this {type(self).__name__} ({str(err)[:200]})") from None
+        load_state_file(path, self.load_state_dict, self.device, f"this {type(self).__name__}")
 
 
 def _sync(device: torch.device) -> None:
