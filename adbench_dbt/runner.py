@@ -112,8 +112,7 @@ def preflight(spec: RunSpec) -> RunPlan:
     if not test:
         raise RunError(f"dataset {data.tag!r} ({data.root}): split {split!r} has no slices to score")
     config_json = config.model_dump(mode="json")
-    identity = {k: v for k, v in config_json.items() if k not in DISPLAY_ONLY}
-    run_key = stable_hash([identity, data.fingerprint, split, checkpoint_sha, spec.breast_only]
+    run_key = stable_hash([_identity(config_json), data.fingerprint, split, checkpoint_sha, spec.breast_only]
                           + ([referenced] if referenced else []))
     run_dir = Path(spec.out) / data.tag / f"{spec.method}-{spec.profile}-{run_key}"
     record = _run_record(spec, split, config_json, data, device, checkpoint_sha)
@@ -171,14 +170,18 @@ def _check_or_write_record(run_dir: Path, record: dict[str, Any]) -> None:
         except ValueError as err:
             raise RunError(f"{path}: unreadable run record ({err}); use another --out to start afresh") from None
         for key in IDENTITY_KEYS:
-            if _without_display(old.get(key), key) != _without_display(record.get(key), key):
+            old_value, new_value = old.get(key), record.get(key)
+            if key == "config":
+                old_value, new_value = _identity(old_value or {}), _identity(new_value)
+            if old_value != new_value:
                 raise RunError(f"{path}: existing run has a different {key!r}; use another --out to start afresh")
         return
     write_json(path, record)
 
 
-def _without_display(value: Any, key: str) -> Any:
-    return {k: v for k, v in value.items() if k not in DISPLAY_ONLY} if key == "config" and value else value
+def _identity(config_json: dict[str, Any]) -> dict[str, Any]:
+    """The config as far as it changes results (display-only fields dropped): what a run's identity hashes."""
+    return {k: v for k, v in config_json.items() if k not in DISPLAY_ONLY}
 
 
 def _remove_stale_temporaries(run_dir: Path) -> None:
