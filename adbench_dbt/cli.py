@@ -25,6 +25,7 @@ app = typer.Typer(help="Benchmark unsupervised anomaly localization on digital b
                   no_args_is_help=True, pretty_exceptions_enable=False)
 _probe = Console()
 console = _probe if _probe.is_terminal else Console(width=160)  # logs and pipes get a wide table
+errors_console = Console(stderr=True, soft_wrap=True)  # rich looks up sys.stderr at each write
 _state = {"debug": False}
 
 
@@ -36,7 +37,7 @@ def _options(debug: bool = typer.Option(False, "--debug", envvar="ADBENCH_DEBUG"
 
 
 def _error_line(message: str) -> None:
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    errors_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -148,7 +149,7 @@ def leaderboard_cmd(
 
     found, rejected = collect_summaries(runs)
     for message in rejected:
-        Console(stderr=True, soft_wrap=True).print(f"[yellow]not used:[/] {escape(message)}", highlight=False)
+        errors_console.print(f"[yellow]not used:[/] {escape(message)}", highlight=False)
     if dataset:
         found = {k: v for k, v in found.items() if k == dataset}
     if not found:
