@@ -2,12 +2,21 @@
 
 Blank (pure background) crops teach nothing and make self-supervised tasks trivial, so every trainer draws crops
 here: rejection sampling on the breast mask, reading only the crop from the slice cache.
+
+`CropStream` is how trainers get each step's crops. With `loader_workers = 0` they are drawn in the training
+process from the fit's own random stream (bitwise the crops of earlier harness versions). With N > 0 worker
+processes cut the crops of upcoming steps while the current one trains: the crops of step k are drawn from
+their own generator seeded by (fit seed, rank, stream, k), so which worker cut them, how many workers there are
+and where a resumed fit restarts change nothing (determinism without saving any loader state). On a CUDA fit
+the batches come in pinned memory and are copied asynchronously.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
 
 from adbench_dbt.data.slices import Slice
 
@@ -45,3 +54,67 @@ def _one_crop(sl: Slice, size: int, rng: np.random.Generator, min_fraction: floa
         if fraction > best_fraction:
             best, best_fraction = (image, mask), fraction
     return best
+
+
+class _StepCrops(Dataset):
+    """Item k = the crops of training step k, from a generator seeded by (*key, k): any process can cut it."""
+
+    def __init__(self, slices: Sequence[Slice], count: int, size: int, min_tissue_fraction: float,
+                 key: Sequence[int]) -> None:
+        self.slices, self.count, self.size, self.min_fraction, self.key = (
+            list(slices), count, size, min_tissue_fraction, tuple(key))
+
+    def __len__(self) -> int:
+        return 2 ** 62  # indexed by step; the sampler bounds it
+
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([*self.key, step])
+        images, masks = sample_tissue_crops(self.slices, self.count, self.size, rng, self.min_fraction)
+        return torch.from_numpy(images), torch.from_numpy(masks)
+
+
+def _as_is(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    return batch
+
+
+class CropStream:
+    """Each step's `count` tissue crops (count x size x size images in [0, 1] and breast masks, on `device`).
+
+    `take(step, rng)` with no workers draws from `rng` (the fit's stream); with workers it returns the prefetched
+    crops of `step` (requests must follow step order; a jump, as after a resume, restarts the workers there).
+    Use as a context manager so worker processes end with the fit.
+    """
+
+    def __init__(self, slices: Sequence[Slice], count: int, size: int, device: torch.device | str, *,
+                 workers: int = 0, key: Sequence[int] = (0,), min_tissue_fraction: float = 0.05,
+                 prefetch: int = 2) -> None:
+        self.device = torch.device(device)
+        self.workers, self.prefetch = workers, prefetch
+        self.dataset = _StepCrops(slices, count, size, min_tissue_fraction, key)
+        self._iterator = None
+        self._next = -1
+
+    def take(self, step: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.workers == 0:
+            d = self.dataset
+            images, masks = sample_tissue_crops(d.slices, d.count, d.size, rng, d.min_fraction)
+            return torch.from_numpy(images).to(self.device), torch.from_numpy(masks).to(self.device)
+        if self._iterator is None or step != self._next:
+            self.close()
+            self._iterator = iter(DataLoader(
+                self.dataset, batch_size=None, sampler=range(step, len(self.dataset)), num_workers=self.workers,
+                prefetch_factor=self.prefetch, collate_fn=_as_is, pin_memory=self.device.type == "cuda",
+                generator=torch.Generator().manual_seed(0)))  # the workers' base seed: not from the global RNG
+        self._next = step + 1
+        images, masks = next(self._iterator)
+        return images.to(self.device, non_blocking=True), masks.to(self.device, non_blocking=True)
+
+    def close(self) -> None:
+        """End the worker processes (they would also end with the iterator's garbage collection)."""
+        self._iterator = None  # the last reference: the iterator shuts its workers down
+
+    def __enter__(self) -> "CropStream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

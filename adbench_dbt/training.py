@@ -5,15 +5,19 @@ logged step in `<work_dir>/train-log.jsonl`. Checkpoints hold everything that de
 optimiser, scheduler, step, every RNG stream the loop draws from, the log's running sums), so a killed fit started
 again in the same work dir ends with the same weights as an uninterrupted one (bitwise on CPU). `run_steps` is the
 plain one-loss, one-optimiser loop built from these pieces; the GAN trainer uses the pieces directly.
+
+`TrainingMode` is how every trainer executes its steps (config fields `train_precision`, `train_channels_last`,
+`train_compile`): autocast dtype, memory format, torch.compile, and fp16 loss scaling, in one place. The default
+(fp32, contiguous, eager) runs exactly the plain PyTorch code, so fp32 fits stay bitwise resumable.
 """
 from __future__ import annotations
 
 import json
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Literal, Mapping
 
 import numpy as np
 import torch
@@ -25,12 +29,17 @@ from rich.text import Text
 from torch import nn
 
 from adbench_dbt.config import MethodConfig
-from adbench_dbt.errors import CheckpointError
+from adbench_dbt.errors import CheckpointError, ConfigError
 from adbench_dbt.io import atomic_path, load_weights, write_text
 
 LOG_FILE = "train-log.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
 console = Console(stderr=True)  # progress and resume notices never mix with results printed on stdout
+
+
+Precision = Literal["fp32", "bf16", "fp16"]
+AUTOCAST_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+MODE_FIELDS = ("train_precision", "train_channels_last", "train_compile", "loader_workers")
 
 
 class TrainingConfig(MethodConfig):
@@ -44,6 +53,23 @@ class TrainingConfig(MethodConfig):
     log_every: int = Field(20, ge=1, description="steps per line of train-log.jsonl (mean losses) and per loss "
                                                  "update of the progress bar")
     progress: bool = Field(True, description="rich progress bar on stderr during training")
+    # execution mode (TrainingMode); part of a run's identity: bf16/fp16 and channels_last change the last bits
+    train_precision: Precision = Field("fp32", description="autocast dtype of training steps: fp32 (none), bf16 "
+                                       "(CPU and CUDA), fp16 (CUDA only, with loss scaling); losses, norms and "
+                                       "optimiser updates stay fp32")
+    train_channels_last: bool = Field(False, description="convolution weights and image batches in channels_last "
+                                      "memory format while training (faster convolutions on GPUs)")
+    train_compile: bool = Field(False, description="torch.compile the trained networks (opt-in; falls back to "
+                                "eager with a notice where compiling is unavailable)")
+    loader_workers: int = Field(0, ge=0, description="worker processes cutting training crops ahead of the "
+                                "steps (0 = in the training process, one random stream; >0: each step's crops "
+                                "from their own stream seeded by (seed, step), identical for any worker count)")
+
+    @classmethod
+    def upgrade_settings(cls, saved: Mapping[str, Any]) -> dict[str, Any]:
+        """Settings a checkpoint recorded, as this harness would write them: fields added since then take their
+        defaults (which is what that fit ran with). Trainers with renamed fields extend this."""
+        return {**{name: cls.model_fields[name].default for name in MODE_FIELDS}, **saved}
 
 
 @contextmanager
@@ -59,6 +85,106 @@ def seeded_generators(seed: int, device: torch.device) -> tuple[np.random.Genera
     """Seed torch's global generator and return fresh numpy and torch generators: one seed drives a whole fit."""
     torch.manual_seed(seed)
     return np.random.default_rng(seed), torch.Generator(device=device).manual_seed(seed)
+
+
+# ---- execution mode ----------------------------------------------------------------------------------------
+class TrainingMode:
+    """How a fit executes its steps, from the config's `train_*` fields; every trainer builds one and calls it.
+
+    - `autocast()` wraps forwards and losses: bf16/fp16 autocast on the fit's device (numerically sensitive ops
+      run in fp32 under autocast; trainers also cast losses and norms to fp32 explicitly);
+    - `step(loss, optimizer)` replaces `loss.backward(); optimizer.step()`: fp32 backward, and with fp16 a
+      GradScaler (whose state goes into checkpoints through `state_dict`);
+    - `applied(modules)` puts the networks in channels_last and compiles them for the fit, and undoes both after
+      it (saved weights, scoring and the next fit see plain eager, contiguous networks);
+    - `batch(x)` gives an image batch the networks' memory format.
+    """
+
+    def __init__(self, config: TrainingConfig, device: torch.device | str) -> None:
+        self.device = torch.device(device)
+        self.precision, self.channels_last, self.compile = (config.train_precision, config.train_channels_last,
+                                                            config.train_compile)
+        if self.precision == "fp16" and self.device.type != "cuda":
+            raise ConfigError(f"train_precision: fp16 training needs a CUDA device (loss scaling), this fit runs on "
+                              f"{self.device}; use train_precision=bf16 or fp32")
+        self.dtype = AUTOCAST_DTYPES.get(self.precision)
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        self.compiled = False  # whether the networks really run compiled (False after a fallback)
+
+    def describe(self) -> dict[str, Any]:
+        """The mode as recorded in train-log.jsonl and benchmark rows."""
+        return {"precision": self.precision, "channels_last": self.channels_last, "compile": self.compiled}
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def batch(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and images.dim() == 4:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+             clip: tuple[Iterable[torch.Tensor], float] | None = None) -> None:
+        """Backward of `loss` (in fp32) and one update of `optimizer`; `clip` = (parameters, max grad norm)."""
+        if self.scaler is None:
+            loss.float().backward()
+            if clip is not None:
+                nn.utils.clip_grad_norm_(*clip)
+            optimizer.step()
+            return
+        self.scaler.scale(loss.float()).backward()
+        if clip is not None:
+            self.scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+            nn.utils.clip_grad_norm_(*clip)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+    def grad_scale(self) -> float:
+        """Factor inner gradients (a gradient penalty) are scaled by before autograd.grad: 1 except with fp16."""
+        return float(self.scaler.get_scale()) if self.scaler is not None else 1.0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
+
+    def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
+        if self.scaler is not None and state and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+
+    @contextmanager
+    def applied(self, modules: Iterable[nn.Module]) -> Iterator["TrainingMode"]:
+        """Networks in this mode's memory format and compiled (in place: state-dict keys do not change) inside."""
+        modules = list(modules)
+        if self.channels_last:
+            for module in modules:
+                module.to(memory_format=torch.channels_last)
+        self.compiled = self.compile and _compile_available(self.device)
+        if self.compiled:
+            for module in modules:
+                module.compile()
+        try:
+            yield self
+        finally:
+            for module in modules:
+                if self.compiled:
+                    module._compiled_call_impl = None  # nn.Module.compile's handle: back to the eager forward
+                if self.channels_last:
+                    module.to(memory_format=torch.contiguous_format)
+
+
+def _compile_available(device: torch.device) -> bool:
+    """Whether torch.compile works here: a tiny function is compiled and run once; if that fails (no C++
+    compiler, no Triton, an unsupported Python) the fit says so in one line and runs eagerly."""
+    try:
+        probe = torch.compile(lambda x: torch.relu(x) * 2 + 1, dynamic=False)
+        probe(torch.ones(4, device=device))
+        return True
+    except Exception as err:  # noqa: BLE001 - any failure means "not here"; the notice names it
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        console.print(f"[yellow]notice:[/] train_compile: torch.compile is unavailable here ({reason[:200]}); "
+                      "training runs eagerly", highlight=False)
+        return False
 
 
 # ---- random streams ----------------------------------------------------------------------------------------
@@ -96,7 +222,7 @@ def check_resumable(saved: Mapping[str, Any] | None, config: TrainingConfig, pat
     """Refuse to continue a checkpoint written under other settings: the result would be neither run."""
     if saved is None:  # written before checkpoints recorded their settings
         return
-    current = resume_settings(config)
+    saved, current = type(config).upgrade_settings(saved), resume_settings(config)
     changed = sorted(k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k))
     if changed:
         diff = ", ".join(f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
@@ -122,13 +248,16 @@ class TrainingProgress:
 
     `update` takes one step's losses (tensors stay on the device: no host sync except at logging steps). Every
     `log_every` steps and at the last step, the mean of each loss since the previous line is shown and logged as
-    {"step", "seconds", "losses"}; `seconds` counts training time over all resumed pieces. Lines are appended one
-    write each; a restart first drops lines past its checkpoint (and a torn last line), atomically.
+    {"step", "seconds", "losses", "mode"}; `seconds` counts training time over all resumed pieces, `mode` is the
+    `TrainingMode` the steps ran in (precision, channels_last, compile). Lines are appended one write each; a
+    restart first drops lines past its checkpoint (and a torn last line), atomically.
     """
 
     def __init__(self, name: str, total: int, config: TrainingConfig, work_dir: str | Path | None,
-                 state: Mapping[str, Any] | None = None, active: bool = True, out: Console | None = None) -> None:
+                 state: Mapping[str, Any] | None = None, active: bool = True, out: Console | None = None,
+                 mode: TrainingMode | None = None) -> None:
         state = state or {}
+        self.mode = mode
         self.name, self.total, self.every = name, total, config.log_every
         self.step = int(state.get("step", 0))
         self._seconds_before = float(state.get("seconds", 0.0))
@@ -178,6 +307,8 @@ class TrainingProgress:
         self._progress.update(self._task, losses="  ".join(f"{k} {v:.4g}" for k, v in means.items()))
         if self._file is not None:
             line = {"step": self.step, "seconds": round(self.seconds, 3), "losses": means}
+            if self.mode is not None:
+                line["mode"] = self.mode.describe()
             self._file.write(json.dumps(line) + "\n")
             self._file.flush()
 
@@ -215,6 +346,7 @@ class LoopState:
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     rng: np.random.Generator | None = None
     gen: torch.Generator | None = None
+    mode: TrainingMode | None = None
 
     def save(self, path: Path, step: int, total: int, losses: list[float], progress: TrainingProgress,
              config: TrainingConfig) -> None:
@@ -224,7 +356,7 @@ class LoopState:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "rng": rng_state(self.rng, self.gen), "losses": torch.tensor(losses, dtype=torch.float64),
-            "progress": progress.state_dict()})
+            "progress": progress.state_dict(), "mode": self.mode.state_dict() if self.mode is not None else {}})
 
     def load(self, path: Path, total: int, config: TrainingConfig) -> tuple[int, list[float], dict[str, Any]]:
         """Restore from `path`; returns (step, per-step losses so far, progress state)."""
@@ -248,32 +380,40 @@ class LoopState:
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"], self.rng, self.gen)
+        if self.mode is not None:
+            self.mode.load_state_dict(state.get("mode"))
         return int(state["step"]), state["losses"].tolist(), state["progress"]
 
 
 def run_steps(loss_fn: Callable[[int], torch.Tensor], optimizer: torch.optim.Optimizer, steps: int, name: str, *,
               config: TrainingConfig, work_dir: str | Path | None, modules: Mapping[str, nn.Module],
               rng: np.random.Generator | None = None, gen: torch.Generator | None = None,
-              scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> list[float]:
+              scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+              mode: TrainingMode | None = None) -> list[float]:
     """`steps` optimiser updates of `loss_fn(step)`; returns the loss of every step (resumed ones included).
 
     With a `work_dir`, `<work_dir>/checkpoint.pt` (modules, optimizer, scheduler, step, the RNG streams `rng`,
     `gen` and torch's global ones) is written every `config.checkpoint_every` steps and at the end, and a fit that
-    finds one continues from it. `loss_fn` must draw its randomness only from those streams.
+    finds one continues from it. `loss_fn` must draw its randomness only from those streams. `loss_fn` runs under
+    `mode`'s autocast and the update is `mode.step` (default: the config's mode on the modules' device); the
+    caller applies `mode.applied(...)` to its networks and `mode.batch` to its image batches.
     """
-    state = LoopState(modules, optimizer, scheduler, rng, gen)
+    if mode is None:
+        device = next((p.device for m in modules.values() for p in m.parameters()), torch.device("cpu"))
+        mode = TrainingMode(config, device)
+    state = LoopState(modules, optimizer, scheduler, rng, gen, mode)
     path = Path(work_dir) / CHECKPOINT_FILE if work_dir is not None else None
     start, done, progress_state = 0, [], None
     if path is not None and path.exists():
         start, done, progress_state = state.load(path, steps, config)
         announce_resume(name, start, steps, path)
     recent: list[torch.Tensor] = []  # on the device until a checkpoint or the end (no host sync per step)
-    with TrainingProgress(name, steps, config, work_dir, progress_state) as progress:
+    with TrainingProgress(name, steps, config, work_dir, progress_state, mode=mode) as progress:
         for step in range(start, steps):
-            loss = loss_fn(step)
+            with mode.autocast():
+                loss = loss_fn(step).float()
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            mode.step(loss, optimizer)
             if scheduler is not None:
                 scheduler.step()
             recent.append(loss.detach())
