@@ -6,18 +6,19 @@ official loop, the critic update never contains the generator's adversarial grad
 accumulates it into the critic on generator iterations); everything else follows methods/picard/README.md, "Details".
 Checkpoints use the official file layout plus `optimizer.pt` (optimisers, iteration, every rank's RNG streams,
 the log's running sums), so a run can be scored directly or resumed to the weights of an uninterrupted one.
-Progress bar and train-log.jsonl are the shared ones of `adbench_dbt.training`.
+Progress bar, train-log.jsonl, execution mode (train_precision / train_channels_last / train_compile) and the
+crop stream (loader_workers) are the shared ones of `adbench_dbt.training` and `adbench_dbt.sampling`.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from adbench_dbt import distributed
@@ -26,8 +27,8 @@ from adbench_dbt.data.slices import Slice
 from adbench_dbt.errors import CheckpointError
 from adbench_dbt.io import load_weights
 from adbench_dbt.completion.official_checkpoints import load_official, save_official
-from adbench_dbt.sampling import sample_tissue_crops
-from adbench_dbt.training import (TrainingConfig, TrainingProgress, announce_resume, check_resumable,
+from adbench_dbt.sampling import CropStream
+from adbench_dbt.training import (TrainingConfig, TrainingMode, TrainingProgress, announce_resume, check_resumable,
                                   resume_settings, rng_state, save_checkpoint, set_rng_state)
 
 OPTIMIZER_FILE = "optimizer.pt"
@@ -58,7 +59,26 @@ class InpaintingTrainingConfig(TrainingConfig):
     checkpoint_dir: str | None = Field(None, description="write/resume training checkpoints here")
     checkpoint_every: int = Field(5000, ge=1, description="iterations between gen/dis/optimizer checkpoints and "
                                                           "between entries of the training-L1 history")
-    amp: bool = Field(False, description="bf16 autocast on CUDA")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced_amp(cls, values: Any) -> Any:
+        """`amp` (CUDA-only bf16) became `train_precision`: `amp: false` is the default, `amp: true` is refused
+        rather than guessed (bf16 now also applies on the CPU)."""
+        if isinstance(values, dict) and "amp" in values:
+            values = dict(values)
+            if values.pop("amp"):
+                raise ValueError("amp was replaced by train_precision: set train_precision=bf16 (CPU and CUDA) "
+                                 "instead of amp=true")
+        return values
+
+    @classmethod
+    def upgrade_settings(cls, saved: Mapping[str, Any]) -> dict[str, Any]:
+        """Checkpoints written with `amp: false` resume as fp32 fits (what they were)."""
+        saved = dict(saved)
+        if saved.get("amp") is False:
+            del saved["amp"]
+        return super().upgrade_settings(saved)
 
 
 def spatial_discount(size: int, gamma: float) -> torch.Tensor:
@@ -79,16 +99,23 @@ def hole_masks(count: int, window: int, hole: int, top: int, left: int, shrink: 
     return (rows[:, :, None] & cols[:, None, :]).float()[:, None]
 
 
-def gradient_penalty_scores(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def gradient_penalty_scores(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                            grad_scale: float = 1.0) -> tuple[torch.Tensor, ...]:
     """(D(real), D(fake), GP) from one critic forward on [real | fake | interpolates] (one forward keeps DDP happy).
 
-    GP = mean((||grad_x D(x)||_2 - 1)^2) at x = u*real + (1-u)*fake, u ~ U(0, 1) per sample, unmasked.
+    GP = mean((||grad_x D(x)||_2 - 1)^2) at x = u*real + (1-u)*fake, u ~ U(0, 1) per sample, unmasked. Under fp16
+    loss scaling the inner gradient is taken of the scaled output (`grad_scale`) and unscaled, so it does not
+    underflow in fp16 (PyTorch's AMP recipe for gradient penalties).
     """
     n = real.shape[0]
     u = torch.rand(n, 1, 1, 1, device=real.device, dtype=real.dtype)
     mixed = (u * real + (1 - u) * fake).requires_grad_(True)
     out = critic(torch.cat([real, fake, mixed]))
-    grad, = torch.autograd.grad(out[2 * n:].sum(), mixed, create_graph=True)
+    if grad_scale == 1.0:
+        grad, = torch.autograd.grad(out[2 * n:].sum(), mixed, create_graph=True)
+    else:
+        grad, = torch.autograd.grad(out[2 * n:].float().sum() * grad_scale, mixed, create_graph=True)
+        grad = grad / grad_scale
     penalty = (grad.flatten(1).float().norm(dim=1) - 1).pow(2).mean()
     return out[:n], out[n: 2 * n], penalty
 
@@ -118,6 +145,8 @@ class InpaintingTrainer:
         if 2 * config.hole_shrink >= config.hole:
             raise ValueError(f"hole_shrink ({config.hole_shrink}) leaves no hole of side {config.hole}")
         self.config, self.window, self.device = config, window, torch.device(device)
+        self.mode = TrainingMode(config, self.device)
+        self.crops: CropStream | None = None  # the stream of the running `train`
         # DistributedDataParallel when the runner (torchrun) has initialised a process group
         self.generator, self.local_critic, self.global_critic = (
             distributed.wrap_ddp(m.to(self.device)) for m in (generator, local_critic, global_critic))
@@ -146,7 +175,7 @@ class InpaintingTrainer:
         save_checkpoint(directory / OPTIMIZER_FILE, {
             "gen": self.opt_g.state_dict(), "dis": self.opt_d.state_dict(), "iteration": self.iteration,
             "history": self.history, "rng": rngs, "progress": self.progress_state,
-            "config": resume_settings(self.config)})
+            "config": resume_settings(self.config), "mode": self.mode.state_dict()})
 
     def resume(self, directory: str | Path) -> bool:
         """Continue from `directory`'s optimizer.pt and its iteration's gen/dis; False when there is none."""
@@ -165,6 +194,7 @@ class InpaintingTrainer:
         self.opt_d.load_state_dict(state["dis"])
         self.iteration, self.history = int(state["iteration"]), list(state["history"])
         self.progress_state = dict(state.get("progress") or {"step": self.iteration})
+        self.mode.load_state_dict(state.get("mode"))
         rngs = state.get("rng")
         if rngs is not None and len(rngs) == distributed.world_size():
             set_rng_state(rngs[self.rank], self.rng)
@@ -185,10 +215,13 @@ class InpaintingTrainer:
         elif self.iteration == 0:
             torch.manual_seed(cfg.seed)  # the penalty's mixing weights: one seed drives a whole fit
         generator = unwrap_ddp(self.generator)
+        nets = [generator, unwrap_ddp(self.local_critic), unwrap_ddp(self.global_critic)]
         l1_sum, l1_count = 0.0, 0
-        with generator.dropout_off(), flush_denormals(), TrainingProgress(
+        self.crops = CropStream(slices, cfg.train_batch_size, self.window, self.device, workers=cfg.loader_workers,
+                                key=(cfg.seed, self.rank, 0), min_tissue_fraction=cfg.min_tissue_fraction)
+        with generator.dropout_off(), flush_denormals(), self.mode.applied(nets), self.crops, TrainingProgress(
                 name, cfg.iterations, cfg, checkpoint_dir, self.progress_state or {"step": self.iteration},
-                active=self.rank == 0) as progress:
+                active=self.rank == 0, mode=self.mode) as progress:
             while self.iteration < cfg.iterations:
                 losses = self.step(slices, self.rng)
                 self.iteration += 1
@@ -201,35 +234,35 @@ class InpaintingTrainer:
                     self.progress_state = progress.state_dict()
                     if checkpoint_dir is not None:
                         self.save_checkpoint(checkpoint_dir)
+        self.crops = None
         return self.history
-
-    def _autocast(self):
-        if self.config.amp and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
 
     def step(self, slices: Sequence[Slice], rng: np.random.Generator) -> dict[str, float]:
         """One critic step (+ one generator step every n_critic iterations); returns scalar losses."""
-        cfg, size, hole = self.config, self.window, self.config.hole
-        images, _ = sample_tissue_crops(slices, cfg.train_batch_size, size, rng, cfg.min_tissue_fraction)
-        truth = torch.from_numpy(images).to(self.device)[:, None] * 2 - 1
+        cfg, size, hole, mode = self.config, self.window, self.config.hole, self.mode
+        crops = self.crops or CropStream(slices, cfg.train_batch_size, size, self.device,
+                                         min_tissue_fraction=cfg.min_tissue_fraction)
+        images, _ = crops.take(self.iteration, rng)
+        truth = mode.batch(images[:, None] * 2 - 1)
         top, left = (int(v) for v in rng.integers(0, max(size - hole, 1), size=2))
-        mask = hole_masks(len(truth), size, hole, top, left, cfg.hole_shrink, rng).to(self.device)
+        mask = mode.batch(hole_masks(len(truth), size, hole, top, left, cfg.hole_shrink, rng).to(self.device))
         box = (..., slice(top, top + hole), slice(left, left + hole))
         generator_step = self.iteration % cfg.n_critic == 0
 
-        with self._autocast(), torch.set_grad_enabled(generator_step):
+        with mode.autocast(), torch.set_grad_enabled(generator_step):
             x1, x2 = self.generator(truth * (1 - mask), mask)
+        x1, x2 = x1.float(), x2.float()  # compositing and losses in fp32
         x1_done, x2_done = x1 * mask + truth * (1 - mask), x2 * mask + truth * (1 - mask)
 
-        with self._autocast():
-            real_l, fake_l, gp_l = gradient_penalty_scores(self.local_critic, truth[box], x2_done[box].detach())
-            real_g, fake_g, gp_g = gradient_penalty_scores(self.global_critic, truth, x2_done.detach())
-            wgan_d = (fake_l.mean() - real_l.mean()) + cfg.global_wgan_loss_alpha * (fake_g.mean() - real_g.mean())
-            loss_d = wgan_d + cfg.wgan_gp_lambda * (gp_l + gp_g)
+        scale = mode.grad_scale()
+        with mode.autocast():
+            real_l, fake_l, gp_l = gradient_penalty_scores(self.local_critic, truth[box], x2_done[box].detach(), scale)
+            real_g, fake_g, gp_g = gradient_penalty_scores(self.global_critic, truth, x2_done.detach(), scale)
+        real_l, fake_l, real_g, fake_g = (t.float() for t in (real_l, fake_l, real_g, fake_g))
+        wgan_d = (fake_l.mean() - real_l.mean()) + cfg.global_wgan_loss_alpha * (fake_g.mean() - real_g.mean())
+        loss_d = wgan_d + cfg.wgan_gp_lambda * (gp_l + gp_g)
         self.opt_d.zero_grad(set_to_none=True)
-        loss_d.float().backward()
-        self.opt_d.step()
+        mode.step(loss_d, self.opt_d)
         hole_l1 = float(((x2.detach() - truth).abs() * mask).sum() / mask.sum())
         losses = {"wgan_d": float(wgan_d.detach()), "gp": float((gp_l + gp_g).detach()), "hole_l1": hole_l1}
         if generator_step:
@@ -244,16 +277,16 @@ class InpaintingTrainer:
         for critic in critics:
             critic.requires_grad_(False)
         try:
-            with self._autocast():
-                l1 = cfg.l1_loss_alpha * (cfg.coarse_l1_alpha * F.l1_loss(w * x1_done[box], w * truth[box])
-                                          + F.l1_loss(w * x2_done[box], w * truth[box]))
-                ae = cfg.ae_loss_alpha * (cfg.coarse_l1_alpha * F.l1_loss(x1 * known, truth * known)
-                                          + F.l1_loss(x2 * known, truth * known))
-                adversarial = -critics[0](x2_done[box]).mean() - cfg.global_wgan_loss_alpha * critics[1](x2_done).mean()
-                loss_g = l1 + ae + cfg.gan_loss_alpha * adversarial
+            l1 = cfg.l1_loss_alpha * (cfg.coarse_l1_alpha * F.l1_loss(w * x1_done[box], w * truth[box])
+                                      + F.l1_loss(w * x2_done[box], w * truth[box]))
+            ae = cfg.ae_loss_alpha * (cfg.coarse_l1_alpha * F.l1_loss(x1 * known, truth * known)
+                                      + F.l1_loss(x2 * known, truth * known))
+            with self.mode.autocast():
+                judged_l, judged_g = critics[0](x2_done[box]), critics[1](x2_done)
+            adversarial = -judged_l.float().mean() - cfg.global_wgan_loss_alpha * judged_g.float().mean()
+            loss_g = l1 + ae + cfg.gan_loss_alpha * adversarial
             self.opt_g.zero_grad(set_to_none=True)
-            loss_g.float().backward()
-            self.opt_g.step()
+            self.mode.step(loss_g, self.opt_g)
         finally:
             for critic in critics:
                 critic.requires_grad_(True)

@@ -13,8 +13,8 @@ from adbench_dbt.data.slices import Slice
 from adbench_dbt.method import Heatmaps, WindowMethod
 from adbench_dbt.methods.cutpaste.gaussian_density import GaussianDensity
 from adbench_dbt.registry import register_method
-from adbench_dbt.sampling import sample_tissue_crops
-from adbench_dbt.training import TrainingConfig, run_steps, seeded_generators, seeded_weights
+from adbench_dbt.sampling import CropStream
+from adbench_dbt.training import TrainingConfig, TrainingMode, run_steps, seeded_generators, seeded_weights
 from adbench_dbt.windows import GridOutputs, assemble_outputs, run_on_grid
 
 from .augment import color_jitter, cutpaste, cutpaste_scar
@@ -61,20 +61,24 @@ class CutPaste(WindowMethod):
                                     weight_decay=cfg.weight_decay)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(cfg.steps, 1))
         labels = torch.arange(3, device=self.device).repeat_interleave(cfg.batch_originals)
+        mode = TrainingMode(cfg, self.device)
+        crops = CropStream(train, cfg.batch_originals, cfg.window, self.device, workers=cfg.loader_workers,
+                           key=(cfg.seed, 0))
         self.net.train()
-        self.train_losses = run_steps(
-            lambda _: F.cross_entropy(self.net(self._training_batch(train, rng, gen))[2], labels),
-            optimizer, cfg.steps, self.name, config=cfg, work_dir=self.work_dir, modules={"net": self.net},
-            rng=rng, gen=gen, scheduler=schedule)
+        with mode.applied([self.net]), crops:
+            self.train_losses = run_steps(
+                lambda step: F.cross_entropy(self.net(mode.batch(self._training_batch(crops, step, rng, gen)))[2]
+                                             .float(), labels),
+                optimizer, cfg.steps, self.name, config=cfg, work_dir=self.work_dir, modules={"net": self.net},
+                rng=rng, gen=gen, scheduler=schedule, mode=mode)
         self.net.eval()
         self._fit_density(train, rng)
 
-    def _training_batch(self, train: Sequence[Slice], rng: np.random.Generator,
+    def _training_batch(self, crops: CropStream, step: int, rng: np.random.Generator,
                         gen: torch.Generator) -> torch.Tensor:
         """3B x 1 x P x P: jittered tissue crops, their CutPaste and their Scar versions (labels 0, 1, 2)."""
-        crops, masks = sample_tissue_crops(train, self.config.batch_originals, self.config.window, rng)
-        images = color_jitter(torch.from_numpy(crops).to(self.device), gen)
-        breast = torch.from_numpy(masks).to(self.device)
+        images, breast = crops.take(step, rng)
+        images = color_jitter(images, gen)
         pasted = cutpaste(images, breast, gen)[0]
         scarred = cutpaste_scar(images, breast, gen)[0]
         return torch.cat([images, pasted, scarred])[:, None]

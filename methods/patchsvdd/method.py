@@ -25,8 +25,8 @@ from adbench_dbt.method import Heatmaps, WindowMethod
 from adbench_dbt.methods.patchsvdd.nearest_neighbor import DEFAULT_MAX_ELEMENTS, NearestNeighborIndex
 from adbench_dbt.windows import GridOutputs, assemble_outputs, run_on_grid
 from adbench_dbt.registry import register_method
-from adbench_dbt.sampling import sample_tissue_crops
-from adbench_dbt.training import TrainingConfig, run_steps, seeded_generators, seeded_weights
+from adbench_dbt.sampling import CropStream, sample_tissue_crops
+from adbench_dbt.training import TrainingConfig, TrainingMode, run_steps, seeded_generators, seeded_weights
 
 from .networks import HierarchicalEncoder, PositionClassifier
 from .pairs import jitter_pairs, position_pairs
@@ -90,27 +90,31 @@ class PatchSVDD(WindowMethod):
         optimizer = torch.optim.Adam(params, lr=cfg.lr)
         steps = cfg.epochs * math.ceil(len(train) * cfg.pairs_per_slice / cfg.batch_pairs)
         self.encoder.train()
+        mode = TrainingMode(cfg, self.device)
+        crops = CropStream(train, cfg.batch_pairs, region, self.device, workers=cfg.loader_workers,
+                           key=(cfg.seed, 0))
 
-        def loss(_: int) -> torch.Tensor:
-            crops = sample_tissue_crops(train, cfg.batch_pairs, region, rng)[0]
-            return self._loss(torch.from_numpy(crops).to(self.device) - self.input_mean, gen)
+        def loss(step: int) -> torch.Tensor:
+            return self._loss(crops.take(step, rng)[0] - self.input_mean, gen, mode)
 
-        self.train_losses = run_steps(loss, optimizer, steps, self.name, config=cfg, work_dir=self.work_dir,
-                                      modules={"encoder": self.encoder, "classifiers": self.classifiers},
-                                      rng=rng, gen=gen)
+        with mode.applied([self.encoder, self.classifiers]), crops:
+            self.train_losses = run_steps(loss, optimizer, steps, self.name, config=cfg, work_dir=self.work_dir,
+                                          modules={"encoder": self.encoder, "classifiers": self.classifiers},
+                                          rng=rng, gen=gen, mode=mode)
         self.encoder.eval()
         self._build_banks(train)
 
-    def _loss(self, regions: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """L = lambda (SVDD'(K) + SVDD'(K/2)) + SSL(K) + SSL(K/2); the K/2 terms use the inner encoder."""
-        total = regions.new_zeros(())
+    def _loss(self, regions: torch.Tensor, gen: torch.Generator, mode: TrainingMode) -> torch.Tensor:
+        """L = lambda (SVDD'(K) + SVDD'(K/2)) + SSL(K) + SSL(K/2); the K/2 terms use the inner encoder. Losses
+        and distances in fp32 whatever the autocast dtype of the encoders."""
+        total = regions.new_zeros((), dtype=torch.float32)
         encoders = {"coarse": self.encoder, "fine": self.encoder.inner}
         for scale, size in zip(SCALES, (self.config.window, self.config.window // 2)):
             p1, p2, labels = position_pairs(regions, size, gen)
-            h1, h2 = encoders[scale](torch.cat([p1, p2])).chunk(2)
-            total = total + F.cross_entropy(self.classifiers[scale](h1, h2), labels)
+            h1, h2 = encoders[scale](mode.batch(torch.cat([p1, p2]))).chunk(2)
+            total = total + F.cross_entropy(self.classifiers[scale](h1, h2).float(), labels)
             s1, s2 = jitter_pairs(regions, size, gen)
-            e1, e2 = encoders[scale](torch.cat([s1, s2])).chunk(2)
+            e1, e2 = encoders[scale](mode.batch(torch.cat([s1, s2]))).float().chunk(2)
             total = total + self.config.svdd_weight * (e1 - e2).norm(dim=1).mean()
         return total
 

@@ -11,6 +11,8 @@ brush strokes on the token grid, plus the centred hole for `centred_hole_prob` o
 Stage 2 (ICT): prior = ground truth bilinear-down to 32, quantised to the palette, bicubic up; L1 / mean(mask),
 0.1 non-saturating adversarial (critic: 0.5 (BCE real + BCE fake), lr x0.1), Adam (0, 0.9); perceptual 0.1 and
 style 250 on VGG19 features only with a local `perceptual_weights` file (nothing can be downloaded here).
+Both stages run in the shared `TrainingMode` (forwards under its autocast; palette quantisation, losses, Gram
+matrices in fp32) and draw crops from one `CropStream` per stage (loader_workers).
 """
 from __future__ import annotations
 
@@ -27,8 +29,8 @@ from adbench_dbt.completion.hfpic.palette import fit_grey_palette
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.errors import CheckpointError
 from adbench_dbt.io import load_weights
-from adbench_dbt.sampling import sample_tissue_crops
-from adbench_dbt.training import (CHECKPOINT_FILE, TrainingProgress, announce_resume, check_resumable,
+from adbench_dbt.sampling import CropStream, sample_tissue_crops
+from adbench_dbt.training import (CHECKPOINT_FILE, TrainingMode, TrainingProgress, announce_resume, check_resumable,
                                   resume_settings, rng_state, save_checkpoint, set_rng_state)
 
 if TYPE_CHECKING:
@@ -118,23 +120,32 @@ class HfpicTrainer:
         self.vgg = VGGFeatures(cfg.perceptual_weights).to(backbone.device) if cfg.perceptual_weights else None
         self.rng = np.random.default_rng([cfg.seed, 0])
         self.step_count = 0
+        self.mode = TrainingMode(cfg, backbone.device)
+        self.crops: tuple[CropStream, CropStream] | None = None  # (stage 1, stage 2) streams of the running fit
 
     @property
     def total(self) -> int:
         return self.config.stage1_steps + self.config.stage2_steps
 
     # ---- data -------------------------------------------------------------------------------------------
+    def _crop_streams(self, slices: Sequence[Slice], workers: int) -> tuple[CropStream, CropStream]:
+        cfg, device = self.config, self.backbone.device
+        return tuple(CropStream(slices, count, cfg.window, device, workers=workers, key=(cfg.seed, 0, stage),
+                                min_tissue_fraction=cfg.min_tissue_fraction)
+                     for stage, count in enumerate((cfg.stage1_batch, cfg.stage2_batch)))
+
     def _batch(self, slices: Sequence[Slice], count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """count x 1 x P x P flipped tissue crops and their count x g*g token-grid training holes."""
         cfg, b = self.config, self.backbone
-        images, _ = sample_tissue_crops(slices, count, cfg.window, self.rng, cfg.min_tissue_fraction)
-        flips = self.rng.random((count, 2)) < 0.5
-        images = np.where(flips[:, :1, None], images[:, :, ::-1], images)
-        images = np.where(flips[:, 1:, None], images[:, ::-1, :], images)
+        crops = (self.crops or self._crop_streams(slices, 0))[int(self.step_count >= cfg.stage1_steps)]
+        images = crops.take(self.step_count, self.rng)[0]
+        flips = torch.from_numpy(self.rng.random((count, 2)) < 0.5).to(b.device)
+        images = torch.where(flips[:, :1, None], images.flip(-1), images)
+        images = torch.where(flips[:, 1:, None], images.flip(-2), images)
         holes = free_form_holes(count, cfg.token_grid, self.rng)
         centred = torch.from_numpy(self.rng.random(count) < cfg.centred_hole_prob)[:, None]
         holes = (holes | (centred & b.token_holes.cpu()) | ~holes.any(dim=1, keepdim=True) & b.token_holes.cpu())
-        return torch.from_numpy(np.ascontiguousarray(images))[:, None].to(b.device), holes.to(b.device)
+        return self.mode.batch(images[:, None]), holes.to(b.device)
 
     def fit_palette(self, slices: Sequence[Slice]) -> None:
         """K-means of the 32 x 32 pixel values of `palette_windows` normal training windows (own seeded stream)."""
@@ -154,12 +165,11 @@ class HfpicTrainer:
         b = self.backbone
         images, holes = self._batch(slices, self.config.stage1_batch)
         tokens = b.tokens(images)
-        logits = b.transformer(tokens, holes)
-        loss = F.cross_entropy(logits[holes], tokens[holes])
+        with self.mode.autocast():
+            logits = b.transformer(tokens, holes)
+        loss = F.cross_entropy(logits[holes].float(), tokens[holes])
         self.opt1.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(b.transformer.parameters(), 1.0)
-        self.opt1.step()
+        self.mode.step(loss, self.opt1, clip=(b.transformer.parameters(), 1.0))
         self.schedule.step()
         return {"token_ce": loss.detach()}
 
@@ -170,18 +180,22 @@ class HfpicTrainer:
         holes = F.interpolate(token_holes.float().view(-1, 1, g, g), size=(cfg.window,) * 2, mode="nearest")
         with torch.no_grad():
             prior_tokens = b.tokens(images)  # the ground truth quantised to the palette (K = 1 nearest)
-        truth = images.expand(-1, cfg.channels, -1, -1)
-        out = b.upsampler(truth, holes, b.prior(prior_tokens))
-        critic = b.patch_critic
-        real, fake = critic(truth), critic(out.detach())
+        truth = self.mode.batch(images.expand(-1, cfg.channels, -1, -1))
+        prior = self.mode.batch(b.prior(prior_tokens))
+        critic, autocast = b.patch_critic, self.mode.autocast
+        with autocast():
+            out = b.upsampler(truth, holes, prior)
+            real, fake = critic(truth), critic(out.detach())
+        out, real, fake = out.float(), real.float(), fake.float()  # BCE is fp32-only under autocast
         loss_d = 0.5 * (F.binary_cross_entropy(real, torch.ones_like(real))
                         + F.binary_cross_entropy(fake, torch.zeros_like(fake)))
         self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
+        self.mode.step(loss_d, self.opt_d)
         critic.requires_grad_(False)
         try:
-            judged = critic(out)
+            with autocast():
+                judged = critic(out)
+            judged = judged.float()
             adversarial = F.binary_cross_entropy(judged, torch.ones_like(judged))
             l1 = F.l1_loss(out, truth) / holes.mean()
             loss_g = cfg.adversarial_weight * adversarial + l1
@@ -191,8 +205,7 @@ class HfpicTrainer:
                 loss_g = loss_g + cfg.perceptual_weight * perceptual + cfg.style_weight * style
                 losses |= {"perceptual": perceptual.detach(), "style": style.detach()}
             self.opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            self.opt_g.step()
+            self.mode.step(loss_g, self.opt_g)
         finally:
             critic.requires_grad_(True)
         return losses
@@ -201,10 +214,11 @@ class HfpicTrainer:
                     holes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ICT's perceptual (L1 of relu1_1..relu5_1) and style (L1 of Gram matrices on the hole) losses."""
         assert self.vgg is not None
-        fo, ft = self.vgg(out), self.vgg(truth)
-        perceptual = sum(F.l1_loss(fo[i], ft[i]) for i in PERCEPTUAL_LAYERS)
-        so, st = self.vgg(out * holes), self.vgg(truth * holes)
-        style = sum(F.l1_loss(_gram(so[i]), _gram(st[i])) for i in STYLE_LAYERS)
+        with self.mode.autocast():
+            fo, ft = self.vgg(out), self.vgg(truth)
+            so, st = self.vgg(out * holes), self.vgg(truth * holes)
+        perceptual = sum(F.l1_loss(fo[i].float(), ft[i].float()) for i in PERCEPTUAL_LAYERS)
+        style = sum(F.l1_loss(_gram(so[i].float()), _gram(st[i].float())) for i in STYLE_LAYERS)
         return perceptual, style
 
     # ---- checkpoints --------------------------------------------------------------------------------------
@@ -219,7 +233,7 @@ class HfpicTrainer:
             "step": self.step_count, "total": self.total, "config": resume_settings(self.config),
             "modules": {k: m.state_dict() for k, m in self._modules().items()},
             "optimizers": {k: o.state_dict() for k, o in self._optimizers().items()},
-            "rng": rng_state(self.rng), "progress": progress.state_dict()})
+            "rng": rng_state(self.rng), "progress": progress.state_dict(), "mode": self.mode.state_dict()})
 
     def resume(self, path: Path) -> dict[str, Any]:
         state = load_weights(path, map_location="cpu")
@@ -236,6 +250,7 @@ class HfpicTrainer:
         for name, opt in self._optimizers().items():
             opt.load_state_dict(state["optimizers"][name])
         set_rng_state(state["rng"], self.rng)
+        self.mode.load_state_dict(state.get("mode"))
         self.step_count = int(state["step"])
         return state["progress"]
 
@@ -253,8 +268,10 @@ class HfpicTrainer:
         b.transformer.train()
         b.upsampler.train()
         b.patch_critic.train()
+        self.crops = self._crop_streams(slices, cfg.loader_workers)
         try:
-            with TrainingProgress(name, self.total, cfg, work_dir, progress_state) as progress:
+            with self.mode.applied(b.networks().values()), self.crops[0], self.crops[1], TrainingProgress(
+                    name, self.total, cfg, work_dir, progress_state, mode=self.mode) as progress:
                 while self.step_count < self.total:
                     losses = self.step(slices)
                     self.step_count += 1
@@ -263,5 +280,6 @@ class HfpicTrainer:
                                              or self.step_count == self.total):
                         self.save(path, progress)
         finally:
+            self.crops = None
             for net in b.networks().values():
                 net.eval()
