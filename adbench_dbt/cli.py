@@ -258,10 +258,17 @@ def bench(
     windows: Optional[int] = typer.Option(None, min=1, help="time this many windows (those with the most tissue) "
                                           "instead of the whole slice, for methods too slow to run a slice; "
                                           "s_per_slice is then extrapolated"),
-    out: Path = typer.Option(Path("leaderboards/bench.csv"), help="benchmark table to merge the row into"),
+    out: Optional[Path] = typer.Option(None, help="benchmark table to merge the row into (default "
+                                       "leaderboards/bench.csv, with --train leaderboards/bench-train.csv)"),
     cache: Optional[Path] = typer.Option(None, help="cache dir"),
+    train: bool = typer.Option(False, "--train", help="time training instead of scoring: the method's fit on the "
+                               "preset's training slices, steps/s and samples/s (modes via --set train_precision=, "
+                               "train_channels_last=, train_compile=, loader_workers=)"),
+    warmup_steps: int = typer.Option(3, help="with --train: untimed training steps first"),
+    steps: int = typer.Option(10, help="with --train: timed training steps"),
 ) -> None:
-    """Time one method (random weights) on one phantom slice: s/slice, ms/patch, windows/s."""
+    """Time one method on one phantom slice (random weights): s/slice, ms/patch, windows/s; or, with --train, its
+    training throughput."""
     from adbench_dbt.bench import bench_row, build_for_bench, merge_bench, time_slice, time_windows
     from adbench_dbt.datasets_resolve import open_dataset
     from adbench_dbt.timing import resolve_device
@@ -269,11 +276,19 @@ def bench(
     dev = resolve_device(device)
     overrides = parse_overrides(set_)
     data = open_dataset(f"phantom:{preset}", cache=cache)
+    if train:
+        from adbench_dbt.bench_train import merge_train_bench, time_training, train_row
+
+        timing = time_training(method, profile, overrides, dev, data.dataset.split("train"), warmup_steps, steps)
+        table = merge_train_bench(out or Path("leaderboards/bench-train.csv"),
+                                  [train_row(method, profile, overrides, timing)])
+        console.print(table[(table.method == method)].tail(1).T.to_string(header=False))
+        return
     model = build_for_bench(method, profile, overrides, dev, data.dataset.split("train"))
     test = data.dataset.split("test")[0]
     timing = time_slice(model, test, repeats) if windows is None else time_windows(model, test, windows, repeats)
     row = bench_row(method, profile, overrides, model, timing)
-    table = merge_bench(out, [row])
+    table = merge_bench(out or Path("leaderboards/bench.csv"), [row])
     console.print(table.tail(1).T.to_string(header=False))
 
 

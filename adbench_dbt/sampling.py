@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from adbench_dbt.data.slices import Slice
+from adbench_dbt.training import note_samples
 
 
 def sample_tissue_crops(slices: Sequence[Slice], count: int, size: int, rng: np.random.Generator,
@@ -95,6 +96,7 @@ class CropStream:
         self._next = -1
 
     def take(self, step: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        note_samples(self.dataset.count)
         if self.workers == 0:
             d = self.dataset
             images, masks = sample_tissue_crops(d.slices, d.count, d.size, rng, d.min_fraction)

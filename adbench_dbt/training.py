@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Literal, Mapping
 
@@ -230,6 +230,58 @@ def check_resumable(saved: Mapping[str, Any] | None, config: TrainingConfig, pat
                               "work dir) to train afresh")
 
 
+# ---- step clock (benchmarks) ----------------------------------------------------------------------------------
+@dataclass
+class StepWatch:
+    """What `watch_steps` records: the device-synchronised finish time of every training step, the crops drawn
+    (`CropStream.take` reports them), and the mode the steps ran in. `stop_after` ends the fit by raising
+    `EnoughSteps` once that many steps are done (a benchmark needs no more)."""
+
+    stop_after: int | None = None
+    times: list[float] = field(default_factory=list)
+    samples: list[int] = field(default_factory=list)  # crops drawn before each step finished, cumulative
+    mode: dict[str, Any] = field(default_factory=dict)
+    _drawn: int = 0
+
+
+class EnoughSteps(Exception):
+    """Raised from inside a fit by a `StepWatch` with `stop_after`: the benchmark has its steps."""
+
+
+_WATCHES: list[StepWatch] = []
+
+
+@contextmanager
+def watch_steps(stop_after: int | None = None) -> Iterator[StepWatch]:
+    """Record every training step finished inside the block (any trainer: they all report to TrainingProgress)."""
+    watch = StepWatch(stop_after)
+    _WATCHES.append(watch)
+    try:
+        yield watch
+    except EnoughSteps:
+        pass
+    finally:
+        _WATCHES.remove(watch)
+
+
+def note_samples(count: int) -> None:
+    """Crops drawn for a step (called by the crop stream), counted by active step watches."""
+    for watch in _WATCHES:
+        watch._drawn += count
+
+
+def _step_done(mode: TrainingMode | None) -> None:
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    now = time.perf_counter()
+    for watch in _WATCHES:
+        watch.times.append(now)
+        watch.samples.append(watch._drawn)
+        watch.mode = mode.describe() if mode is not None else {}
+        if watch.stop_after is not None and len(watch.times) >= watch.stop_after:
+            raise EnoughSteps
+
+
 # ---- what the user watches ---------------------------------------------------------------------------------
 class _SpeedColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
@@ -295,6 +347,8 @@ class TrainingProgress:
     def update(self, losses: Mapping[str, torch.Tensor | float]) -> None:
         """Count one finished step with its losses; show and log the means at logging steps."""
         self.step += 1
+        if _WATCHES:
+            _step_done(self.mode)
         for key, value in losses.items():
             value = value.detach() if isinstance(value, torch.Tensor) else float(value)
             self._sums[key] = self._sums.get(key, 0.0) + value
