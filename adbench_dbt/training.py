@@ -183,7 +183,7 @@ def _compile_available(device: torch.device) -> bool:
     except Exception as err:  # noqa: BLE001 - any failure means "not here"; the notice names it
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         console.print(f"[yellow]notice:[/] train_compile: torch.compile is unavailable here ({reason[:200]}); "
-                      "training runs eagerly", highlight=False)
+                      "training runs eagerly", highlight=False, soft_wrap=True)
         return False
 
 

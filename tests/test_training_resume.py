@@ -44,6 +44,12 @@ CASES = {
     # 3 transformer steps, then 3 upsampler steps: killed in stage 2, resumed from a stage-2 checkpoint
     "hfpic": ({"checkpoint_every": 2}, (HfpicTrainer, "step"), 5, 4),
     "hfpic-stage1": ({"checkpoint_every": 2, "stage1_steps": 4, "stage2_steps": 1}, (HfpicTrainer, "step"), 4, 2),
+    # crops cut by a worker process (per-step streams: the resumed fit's workers restart at its step)
+    "cutpaste-workers": ({"steps": 5, "checkpoint_every": 2, "progress": False, "loader_workers": 1},
+                         (CutPaste, "_training_batch"), 4, 2),
+    # bf16 autocast (deterministic on the CPU, so it resumes bitwise too)
+    "picard-bf16": ({"checkpoint_every": 3, "n_critic": 2, "train_precision": "bf16"}, (InpaintingTrainer, "step"),
+                    5, 3),
 }
 
 
