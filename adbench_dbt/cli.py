@@ -280,9 +280,9 @@ def bench(
         from adbench_dbt.bench_train import merge_train_bench, time_training, train_row
 
         timing = time_training(method, profile, overrides, dev, data.dataset.split("train"), warmup_steps, steps)
-        table = merge_train_bench(out or Path("leaderboards/bench-train.csv"),
-                                  [train_row(method, profile, overrides, timing)])
-        console.print(table[(table.method == method)].tail(1).T.to_string(header=False))
+        measured = train_row(method, profile, overrides, timing)
+        merge_train_bench(out or Path("leaderboards/bench-train.csv"), [measured])
+        console.print("\n".join(f"{k:<18} {v}" for k, v in measured.items()), highlight=False)
         return
     model = build_for_bench(method, profile, overrides, dev, data.dataset.split("train"))
     test = data.dataset.split("test")[0]

@@ -39,7 +39,8 @@ console = Console(stderr=True)  # progress and resume notices never mix with res
 
 Precision = Literal["fp32", "bf16", "fp16"]
 AUTOCAST_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
-MODE_FIELDS = ("train_precision", "train_channels_last", "train_compile", "loader_workers")
+MODE_FIELDS = ("train_precision", "train_channels_last", "train_compile", "loader_workers", "device_crops",
+               "device_crops_gb")
 
 
 class TrainingConfig(MethodConfig):
@@ -64,6 +65,9 @@ class TrainingConfig(MethodConfig):
     loader_workers: int = Field(0, ge=0, description="worker processes cutting training crops ahead of the "
                                 "steps (0 = in the training process, one random stream; >0: each step's crops "
                                 "from their own stream seeded by (seed, step), identical for any worker count)")
+    device_crops: bool = Field(False, description="upload the training slices to the fit's device once and cut "
+                               "every step's crops there (no host work per step; a GPU's own random stream)")
+    device_crops_gb: float = Field(8.0, gt=0, description="device memory device_crops may use (an error beyond)")
 
     @classmethod
     def upgrade_settings(cls, saved: Mapping[str, Any]) -> dict[str, Any]:

@@ -162,3 +162,37 @@ def test_bench_train_writes_rows(tmp_path, cache_root, tiny_dataset, capsys) -> 
     assert done.value.code != 0  # the smoke profile has 3 steps: said, not a row from too few steps
     assert "trained only 3 steps, 7 needed" in capsys.readouterr().err
     assert len(pd.read_csv(out)) == 2
+
+
+def test_device_crops_are_tissue_crops_of_the_slices() -> None:
+    from adbench_dbt.data.slices import Slice
+    from adbench_dbt.sampling import DeviceSlices
+
+    slices = []
+    for k, (h, w) in enumerate([(64, 48), (40, 56)]):  # pixel value = (slice, row, col) encoded: crops are traceable
+        code = (k * 10_000 + np.arange(h)[:, None] * 100 + np.arange(w)[None, :]).astype(np.float32) / 2 ** 20
+        breast = np.zeros((h, w), bool)
+        breast[:, : w // 3] = True  # tissue only on the left third
+        slices.append(Slice.from_array(f"s{k}", code, breast_mask=breast))
+    cut = DeviceSlices(slices, 16, torch.device("cpu"), budget_gb=1.0)
+    images, masks = cut.cut(200, torch.Generator().manual_seed(0), min_fraction=0.25)
+    corner = (images[:, 0, 0] * 2 ** 20).round().long()
+    which, top, left = corner // 10_000, corner % 10_000 // 100, corner % 100
+    assert set(which.tolist()) == {0, 1}
+    for k in range(len(images)):
+        image, mask = slices[which[k]].load()
+        window = (slice(int(top[k]), int(top[k]) + 16), slice(int(left[k]), int(left[k]) + 16))
+        assert np.array_equal(images[k].numpy(), image[window]) and np.array_equal(masks[k].numpy(), mask[window])
+    assert (masks.float().mean((1, 2)) >= 0.25).all()  # the rejection rule holds (tissue is plentiful here)
+    with pytest.raises(ConfigError, match="device_crops: 2 training slices need .* over device_crops_gb=1e-06"):
+        DeviceSlices(slices, 16, torch.device("cpu"), budget_gb=1e-6)
+
+
+def test_device_crops_train_and_depend_on_the_step_only(train) -> None:
+    stream = CropStream.for_config(TrainingConfig(device_crops=True), train, 4, 32, "cpu", key=(0, 0))
+    first, again = stream.take(3, np.random.default_rng(1)), stream.take(3, np.random.default_rng(2))
+    assert torch.equal(first[0], again[0]) and not torch.equal(first[0], stream.take(4, None)[0])
+    method = create_method("patchsvdd", "smoke", {**SHORT["patchsvdd"], "device_crops": True})
+    before = _weights(method)
+    method.fit(train)
+    assert any(not torch.equal(v, _weights(method)[k]) for k, v in before.items() if v.is_floating_point())

@@ -47,6 +47,9 @@ CASES = {
     # crops cut by a worker process (per-step streams: the resumed fit's workers restart at its step)
     "cutpaste-workers": ({"steps": 5, "checkpoint_every": 2, "progress": False, "loader_workers": 1},
                          (CutPaste, "_training_batch"), 4, 2),
+    # crops cut on the device from per-step generators
+    "patchsvdd-device": ({"epochs": 3, "checkpoint_every": 2, "progress": False, "device_crops": True},
+                         (PatchSVDD, "_loss"), 4, 2),
     # bf16 autocast (deterministic on the CPU, so it resumes bitwise too)
     "picard-bf16": ({"checkpoint_every": 3, "n_critic": 2, "train_precision": "bf16"}, (InpaintingTrainer, "step"),
                     5, 3),

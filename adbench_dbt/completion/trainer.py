@@ -217,8 +217,8 @@ class InpaintingTrainer:
         generator = unwrap_ddp(self.generator)
         nets = [generator, unwrap_ddp(self.local_critic), unwrap_ddp(self.global_critic)]
         l1_sum, l1_count = 0.0, 0
-        self.crops = CropStream(slices, cfg.train_batch_size, self.window, self.device, workers=cfg.loader_workers,
-                                key=(cfg.seed, self.rank, 0), min_tissue_fraction=cfg.min_tissue_fraction)
+        self.crops = CropStream.for_config(cfg, slices, cfg.train_batch_size, self.window, self.device,
+                                           key=(cfg.seed, self.rank, 0), min_tissue_fraction=cfg.min_tissue_fraction)
         with generator.dropout_off(), flush_denormals(), self.mode.applied(nets), self.crops, TrainingProgress(
                 name, cfg.iterations, cfg, checkpoint_dir, self.progress_state or {"step": self.iteration},
                 active=self.rank == 0, mode=self.mode) as progress:

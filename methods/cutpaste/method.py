@@ -62,8 +62,7 @@ class CutPaste(WindowMethod):
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(cfg.steps, 1))
         labels = torch.arange(3, device=self.device).repeat_interleave(cfg.batch_originals)
         mode = TrainingMode(cfg, self.device)
-        crops = CropStream(train, cfg.batch_originals, cfg.window, self.device, workers=cfg.loader_workers,
-                           key=(cfg.seed, 0))
+        crops = CropStream.for_config(cfg, train, cfg.batch_originals, cfg.window, self.device, key=(cfg.seed, 0))
         self.net.train()
         with mode.applied([self.net]), crops:
             self.train_losses = run_steps(

@@ -91,8 +91,7 @@ class PatchSVDD(WindowMethod):
         steps = cfg.epochs * math.ceil(len(train) * cfg.pairs_per_slice / cfg.batch_pairs)
         self.encoder.train()
         mode = TrainingMode(cfg, self.device)
-        crops = CropStream(train, cfg.batch_pairs, region, self.device, workers=cfg.loader_workers,
-                           key=(cfg.seed, 0))
+        crops = CropStream.for_config(cfg, train, cfg.batch_pairs, region, self.device, key=(cfg.seed, 0))
 
         def loss(step: int) -> torch.Tensor:
             return self._loss(crops.take(step, rng)[0] - self.input_mean, gen, mode)

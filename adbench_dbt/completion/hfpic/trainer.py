@@ -34,7 +34,7 @@ from adbench_dbt.training import (CHECKPOINT_FILE, TrainingMode, TrainingProgres
                                   resume_settings, rng_state, save_checkpoint, set_rng_state)
 
 if TYPE_CHECKING:
-    from adbench_dbt.completion.hfpic.backbone import HfpicBackbone
+    from adbench_dbt.completion.hfpic.backbone import HfpicBackbone, HfpicConfig
 
 # VGG19 `features` indices: relu1_1 .. relu5_1 (perceptual) and relu2_2, relu3_4, relu4_4, relu5_2 (style)
 PERCEPTUAL_LAYERS, STYLE_LAYERS = (1, 6, 11, 20, 29), (8, 17, 26, 31)
@@ -128,16 +128,20 @@ class HfpicTrainer:
         return self.config.stage1_steps + self.config.stage2_steps
 
     # ---- data -------------------------------------------------------------------------------------------
-    def _crop_streams(self, slices: Sequence[Slice], workers: int) -> tuple[CropStream, CropStream]:
-        cfg, device = self.config, self.backbone.device
-        return tuple(CropStream(slices, count, cfg.window, device, workers=workers, key=(cfg.seed, 0, stage),
-                                min_tissue_fraction=cfg.min_tissue_fraction)
-                     for stage, count in enumerate((cfg.stage1_batch, cfg.stage2_batch)))
+    def _crop_streams(self, slices: Sequence[Slice], config: HfpicConfig) -> tuple[CropStream, CropStream]:
+        """Stage 1 and stage 2 crops (their batch sizes differ); with device_crops both cut from one upload."""
+        device, window, fraction = self.backbone.device, config.window, config.min_tissue_fraction
+        first = CropStream.for_config(config, slices, config.stage1_batch, window, device, key=(config.seed, 0, 0),
+                                      min_tissue_fraction=fraction)
+        return first, CropStream.for_config(config, slices, config.stage2_batch, window, device,
+                                            key=(config.seed, 0, 1), min_tissue_fraction=fraction,
+                                            on_device=first.on_device)
 
     def _batch(self, slices: Sequence[Slice], count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """count x 1 x P x P flipped tissue crops and their count x g*g token-grid training holes."""
         cfg, b = self.config, self.backbone
-        crops = (self.crops or self._crop_streams(slices, 0))[int(self.step_count >= cfg.stage1_steps)]
+        crops = (self.crops or self._crop_streams(slices, cfg.model_copy(update={"loader_workers": 0})))[
+            int(self.step_count >= cfg.stage1_steps)]
         images = crops.take(self.step_count, self.rng)[0]
         flips = torch.from_numpy(self.rng.random((count, 2)) < 0.5).to(b.device)
         images = torch.where(flips[:, :1, None], images.flip(-1), images)
@@ -268,7 +272,7 @@ class HfpicTrainer:
         b.transformer.train()
         b.upsampler.train()
         b.patch_critic.train()
-        self.crops = self._crop_streams(slices, cfg.loader_workers)
+        self.crops = self._crop_streams(slices, cfg)
         try:
             with self.mode.applied(b.networks().values()), self.crops[0], self.crops[1], TrainingProgress(
                     name, self.total, cfg, work_dir, progress_state, mode=self.mode) as progress:
