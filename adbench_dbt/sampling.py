@@ -16,7 +16,7 @@ fit draw different crops: their generators differ).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.errors import ConfigError
-from adbench_dbt.training import note_samples
+from adbench_dbt.training import TrainingConfig, note_samples
 
 
 def sample_tissue_crops(slices: Sequence[Slice], count: int, size: int, rng: np.random.Generator,
@@ -153,7 +153,7 @@ class CropStream:
         self._next = -1
 
     @classmethod
-    def for_config(cls, config: Any, slices: Sequence[Slice], count: int, size: int, device: torch.device | str,
+    def for_config(cls, config: TrainingConfig, slices: Sequence[Slice], count: int, size: int, device: torch.device | str,
                    key: Sequence[int], min_tissue_fraction: float = 0.05,
                    on_device: DeviceSlices | None = None) -> "CropStream":
         """The stream a training config asks for (`loader_workers`, `device_crops`, `device_crops_gb`); pass
