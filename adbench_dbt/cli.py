@@ -10,7 +10,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import typer
 from rich.console import Console
@@ -76,6 +76,14 @@ def _report(err: BaseException, message: str, code: int) -> int:
     return code
 
 
+def execution_overrides(precision: str | None, channels_last: bool, compile_: bool, cuda_graphs: bool,
+                        auto_batch: bool) -> dict[str, Any]:
+    """The execution flags as config overrides (only those given: a profile's own settings stay otherwise)."""
+    flags = {"precision": precision, "channels_last": channels_last or None, "compile": compile_ or None,
+             "cuda_graphs": cuda_graphs or None, "auto_batch": auto_batch or None}
+    return {k: v for k, v in flags.items() if v is not None}
+
+
 def _mount_data_commands() -> None:
     from adbench_dbt.data.cli import data_app
 
@@ -102,6 +110,12 @@ def run(
     breast_only: bool = typer.Option(False, help="AUROC/AP over breast pixels only (default: whole slice, PICARD)"),
     leaderboard: Optional[Path] = typer.Option(None, help="also merge the rows into this leaderboards dir"),
     overlays: bool = typer.Option(True, help="write a PNG overlay per slice"),
+    precision: Optional[str] = typer.Option(None, help="scoring precision: fp32 | bf16 | fp16 (autocast; "
+                                            "distances and final reductions stay fp32)"),
+    channels_last: bool = typer.Option(False, "--channels-last", help="NHWC networks and window batches"),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the scoring (eager fallback with a notice)"),
+    cuda_graphs: bool = typer.Option(False, "--cuda-graphs", help="replay CUDA graphs of fixed-shape batches"),
+    auto_batch: bool = typer.Option(False, "--auto-batch", help="grow the window batch to the largest that fits"),
 ) -> None:
     """Fit (or load) a method, score every test slice, write heatmaps, metrics, overlays and a summary."""
     from adbench_dbt import distributed
@@ -111,7 +125,8 @@ def run(
     split_options = parse_overrides(split_option)
     if protocol is not None:
         split_options["protocol"] = protocol
-    spec = RunSpec(method=method, dataset=dataset, profile=profile, overrides=parse_overrides(set_), split=split,
+    overrides = parse_overrides(set_) | execution_overrides(precision, channels_last, compile_, cuda_graphs, auto_batch)
+    spec = RunSpec(method=method, dataset=dataset, profile=profile, overrides=overrides, split=split,
                    split_options=split_options, device=device, checkpoint=str(checkpoint) if checkpoint else None,
                    out=str(out), cache=str(cache) if cache else None, breast_only=breast_only, overlays=overlays)
     summary = run_benchmark(spec)
@@ -266,6 +281,12 @@ def bench(
                                "train_channels_last=, train_compile=, loader_workers=)"),
     warmup_steps: int = typer.Option(3, help="with --train: untimed training steps first"),
     steps: int = typer.Option(10, help="with --train: timed training steps"),
+    precision: Optional[str] = typer.Option(None, help="scoring precision: fp32 | bf16 | fp16 (autocast; "
+                                            "distances and final reductions stay fp32)"),
+    channels_last: bool = typer.Option(False, "--channels-last", help="NHWC networks and window batches"),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the scoring (eager fallback with a notice)"),
+    cuda_graphs: bool = typer.Option(False, "--cuda-graphs", help="replay CUDA graphs of fixed-shape batches"),
+    auto_batch: bool = typer.Option(False, "--auto-batch", help="grow the window batch to the largest that fits"),
 ) -> None:
     """Time one method on one phantom slice (random weights): s/slice, ms/patch, windows/s; or, with --train, its
     training throughput."""
@@ -274,7 +295,7 @@ def bench(
     from adbench_dbt.timing import resolve_device
 
     dev = resolve_device(device)
-    overrides = parse_overrides(set_)
+    overrides = parse_overrides(set_) | execution_overrides(precision, channels_last, compile_, cuda_graphs, auto_batch)
     data = open_dataset(f"phantom:{preset}", cache=cache)
     if train:
         from adbench_dbt.bench_train import merge_train_bench, time_training, train_row

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from adbench_dbt.errors import ConfigError
 
 AssemblyMode = Literal["grid-bicubic", "centered", "centered-nearest", "averaged"]
+Precision = Literal["fp32", "bf16", "fp16"]
 
 
 def content_field(description: str) -> Any:
@@ -50,6 +51,13 @@ class WindowConfig(MethodConfig):
     batch_size: int = Field(32, ge=1, description="windows per forward pass (halved automatically on OOM)")
     assembly: AssemblyMode = "grid-bicubic"
     skip_background: bool = Field(False, description="skip windows without breast tissue (off in paper profiles)")
+    # execution of scoring (adbench_dbt.execution); training and fitting always run as their own configs say
+    precision: Precision = Field("fp32", description="scoring dtype: autocast of the networks; distances, "
+                                 "covariances and final reductions stay fp32")
+    channels_last: bool = Field(False, description="NHWC networks and window batches")
+    compile: bool = Field(False, description="torch.compile the window function (eager fallback with a notice)")
+    cuda_graphs: bool = Field(False, description="replay one captured CUDA graph per batch (CUDA only)")
+    auto_batch: bool = Field(False, description="grow batch_size to the largest window batch that fits (CUDA)")
 
 
 def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import torch
 from adbench_dbt.config import MethodConfig, WindowConfig, build_config, load_profiles
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.errors import CheckpointError
+from adbench_dbt.execution import WindowExecutor, WindowFn, print_notice, to_channels_last
 from adbench_dbt.io import atomic_directory, load_state_file
 from adbench_dbt.windows import score_slice, warmup_windows
 
@@ -192,21 +193,47 @@ def files_sha256(files: Sequence[Path], root: Path) -> str:
 
 
 class WindowMethod(Method):
-    """A method that scores P x P windows; the shared engine cuts, batches, skips and assembles them."""
+    """A method that scores P x P windows; the shared engine cuts, batches, skips and assembles them.
+
+    Scoring runs every window function through `execute`, which applies the config's execution mode (precision,
+    channels_last, compile, CUDA graphs); fitting calls the functions directly, in fp32.
+    """
 
     Config: ClassVar[type[WindowConfig]] = WindowConfig
 
     def __init__(self, config: WindowConfig | None = None, device: str | torch.device = "cpu") -> None:
         super().__init__(config, device)
-        self.effective_batch_size = self.config.batch_size  # lowered by the engine after an out-of-memory error
+        self.effective_batch_size = self.config.batch_size  # lowered on out-of-memory, grown by auto_batch
+        self._batch_probed = False
+        self._executors: dict[str, WindowExecutor] = {}
 
     @abstractmethod
     def score_windows(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
         """windows: N x 1 x P x P float32 in [0, 1] on self.device -> {variant: N scores} (or N x h x w maps)."""
 
     @property
+    def precision(self) -> str:
+        return self.config.precision
+
+    @property
     def batch_size_used(self) -> int | None:
         return self.effective_batch_size
+
+    def networks(self) -> list[torch.nn.Module]:
+        """The networks scoring runs (converted to channels_last when asked): every nn.Module attribute by
+        default; methods that keep networks elsewhere (a completion backbone) override this."""
+        return [value for value in vars(self).values() if isinstance(value, torch.nn.Module)]
+
+    def execute(self, fn: WindowFn, key: str | None = None) -> WindowExecutor:
+        """`fn` under the config's execution mode; one executor per function (a compiled graph is built once)."""
+        key = key or getattr(fn, "__name__", repr(fn))
+        if key not in self._executors:
+            cfg = self.config
+            if cfg.channels_last and not self._executors:
+                to_channels_last(self.networks())
+            self._executors[key] = WindowExecutor(fn, self.device, cfg.precision, cfg.channels_last, cfg.compile,
+                                                  cfg.cuda_graphs, notice=print_notice)
+        return self._executors[key]
 
     def score_map(self, sl: Slice) -> Heatmaps:
         image, breast = sl.load()
@@ -214,11 +241,14 @@ class WindowMethod(Method):
 
     def score_grid(self, image: np.ndarray, breast: np.ndarray) -> Heatmaps:
         """The engine over `score_windows`: heatmaps of one slice; records the window count and the batch."""
-        result = score_slice(self.score_windows, image, breast, self.config, self.effective_batch_size,
-                             self.device, self.variants)
+        result = score_slice(self.execute(self.score_windows), image, breast, self.config,
+                             self.effective_batch_size, self.device, self.variants,
+                             auto_batch=self.config.auto_batch and not self._batch_probed)
+        self._batch_probed = True
         self.effective_batch_size = result.batch_size
         self.last_window_count = result.windows
         return result.maps
 
     def warmup(self, sl: Slice) -> None:
-        warmup_windows(self.score_windows, sl.image, self.config, self.effective_batch_size, self.device)
+        warmup_windows(self.execute(self.score_windows), sl.image, self.config, self.effective_batch_size,
+                       self.device)

@@ -13,6 +13,8 @@ import datetime as dt
 import json
 import shutil
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -25,9 +27,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from adbench_dbt import distributed
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.datasets_resolve import OpenedDataset, open_dataset
-from adbench_dbt.config import MethodConfig, build_config, referenced_paths
+from adbench_dbt.config import MethodConfig, WindowConfig, build_config, referenced_paths
 from adbench_dbt.detection import DetectionConfig, detect
 from adbench_dbt.errors import AdbenchError, ConfigError, RunError
+from adbench_dbt.execution import check_execution
 from adbench_dbt.io import save_npz, write_json
 from adbench_dbt.method import Method, content_files, files_sha256
 from adbench_dbt.metrics import SingleClassError, slice_metrics
@@ -100,6 +103,8 @@ def preflight(spec: RunSpec) -> RunPlan:
         device = torch.device("cuda", torch.cuda.current_device())
     method_cls = get_method(spec.method)
     config = build_config(method_cls.Config, method_cls.name, method_cls.profiles(), spec.profile, spec.overrides)
+    if isinstance(config, WindowConfig):  # e.g. CUDA graphs on a CPU: refused now, not after the training
+        check_execution(device, config.precision, config.cuda_graphs)
     referenced = _referenced_files_sha256(config)
     checkpoint_sha = None
     if spec.checkpoint:
@@ -227,7 +232,11 @@ def _training_seconds(log: Path, measured: float) -> float:
     return measured
 
 
-def _score_slices(method: Method, slices: Sequence[Slice], run_dir: Path, spec: RunSpec) -> None:
+def _score_slices(method: Method, slices: Sequence[Slice], run_dir: Path, spec: RunSpec,
+                  overlap: bool | None = None) -> None:
+    """Score the slices not scored yet. With `overlap` (default: on CUDA) the next slice is read and the last
+    one's metrics and files are written on worker threads while the device scores, so it never waits for the
+    host; on a CPU those threads would only compete with scoring for the same cores."""
     pending = [sl for sl in slices if not (run_dir / "slices" / f"{sl.id}.json").exists()]
     if not pending:
         return
@@ -237,14 +246,29 @@ def _score_slices(method: Method, slices: Sequence[Slice], run_dir: Path, spec: 
     columns = (TextColumn("[bold]score[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]} windows/s"), TimeElapsedColumn(), TimeRemainingColumn())
     windows_total, seconds_total = 0, 0.0
-    with Progress(*columns, console=console, disable=distributed.rank() != 0) as progress:
+    overlap = method.device.type == "cuda" if overlap is None else overlap
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="adbench-io") if overlap else None
+    with Progress(*columns, console=console, disable=distributed.rank() != 0) as progress, \
+            (pool if pool is not None else nullcontext()):
         task = progress.add_task(method.name, total=len(pending), rate="-")
-        for sl in pending:
-            seconds, windows = _score_one(method, sl, run_dir, spec)
+        reading = _Prefetch(pool, pending)
+        writing: Future | None = None
+        for index in range(len(pending)):
+            sl = reading.get(index)
+            seconds, windows, maps = _score_one(method, sl)
+            record = _SliceOutputs(sl, maps, seconds, windows, method.batch_size_used)
+            if writing is not None:
+                writing.result()  # the previous slice's files are on disk (or its error is raised) first
+            if pool is not None:  # metrics, heatmap, overlay and detection on the host while the device scores on
+                writing = pool.submit(_finish_slice, method.name, record, run_dir, spec)
+            else:
+                _finish_slice(method.name, record, run_dir, spec)
             windows_total += windows
             seconds_total += seconds
             rate = f"{windows_total / seconds_total:,.0f}" if windows_total else "-"
             progress.update(task, advance=1, rate=rate)
+        if writing is not None:
+            writing.result()
 
 
 def _guarded(method: Method, sl: Slice, what: str, work: Callable[[], Any]) -> Any:
@@ -259,17 +283,47 @@ def _guarded(method: Method, sl: Slice, what: str, work: Callable[[], Any]) -> A
             from err
 
 
-def _score_one(method: Method, sl: Slice, run_dir: Path, spec: RunSpec) -> tuple[float, int]:
-    sl = sl.pinned()  # read once: scoring, metrics and the overlay share these pixels
-    image, breast = sl.load()
+class _Prefetch:
+    """Slices read (pinned) one ahead on a worker thread, so decoding the next slice overlaps scoring this one."""
+
+    def __init__(self, pool: ThreadPoolExecutor | None, slices: Sequence[Slice]) -> None:
+        self.pool, self.slices = pool, slices
+        self.next: Future | None = pool.submit(slices[0].pinned) if pool is not None and slices else None
+
+    def get(self, index: int) -> Slice:
+        if self.pool is None:
+            return self.slices[index].pinned()
+        sl = self.next.result()
+        self.next = self.pool.submit(self.slices[index + 1].pinned) if index + 1 < len(self.slices) else None
+        return sl
+
+
+@dataclass(frozen=True)
+class _SliceOutputs:
+    sl: Slice
+    maps: dict[str, Any]
+    seconds: float
+    windows: int
+    batch_size: int | None
+
+
+def _score_one(method: Method, sl: Slice) -> tuple[float, int, dict[str, Any]]:
+    """Score one (pinned) slice: its heatmaps, seconds (device-synchronised) and window count."""
     torch.manual_seed(slice_seed(method.config.seed, sl.id))
     with stopwatch(method.device) as t:
         maps = _guarded(method, sl, "scoring", lambda: method.score_map(sl))
+    return t[0], method.last_window_count, maps
+
+
+def _finish_slice(method_name: str, out: _SliceOutputs, run_dir: Path, spec: RunSpec) -> None:
+    """Metrics, heatmap file, overlay, detections and the slice record of one scored slice."""
+    sl, maps = out.sl, out.maps
+    image, breast = sl.load()
     labels = sl.label_mask
     metrics: dict[str, SliceMetrics] = {}
     for variant, heat in maps.items():
         if heat.shape != sl.shape:
-            raise RunError(f"method {method.name!r}, slice {sl.id!r}: variant {variant!r} heatmap {heat.shape} "
+            raise RunError(f"method {method_name!r}, slice {sl.id!r}: variant {variant!r} heatmap {heat.shape} "
                            f"!= slice {sl.shape}")
         try:
             metrics[variant] = SliceMetrics(**slice_metrics(heat, labels, breast, spec.breast_only, where=sl.id))
@@ -280,11 +334,9 @@ def _score_one(method: Method, sl: Slice, run_dir: Path, spec: RunSpec) -> tuple
     if spec.overlays:
         render_overlay(run_dir / "overlays" / f"{sl.id}.png", image, next(iter(maps.values())), sl.boxes)
     detections = {variant: detect(heat, breast, spec.detection) for variant, heat in maps.items()}
-    record = SliceRecord(id=sl.id, shape=sl.shape, boxes=[tuple(b) for b in sl.boxes], seconds=t[0],
-                         windows=method.last_window_count, batch_size=method.batch_size_used, metrics=metrics,
-                         detections=detections)
+    record = SliceRecord(id=sl.id, shape=sl.shape, boxes=[tuple(b) for b in sl.boxes], seconds=out.seconds,
+                         windows=out.windows, batch_size=out.batch_size, metrics=metrics, detections=detections)
     write_json(run_dir / "slices" / f"{sl.id}.json", record.model_dump(mode="json"))
-    return t[0], method.last_window_count
 
 
 def _summarise(plan: RunPlan, method: Method) -> RunSummary:

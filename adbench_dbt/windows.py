@@ -67,34 +67,122 @@ def _is_oom(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
+class WindowGatherer:
+    """Copies batches of windows into one reused N x 1 x P x P buffer, a contiguous run of a grid row at a time.
+
+    Windows of one grid row that follow each other in `indices` are a single strided copy; advanced indexing
+    would gather them one window at a time (about 5x slower on a CPU, where the gather dominates the engine's
+    overhead). The loop is over runs (a handful per batch), never over windows.
+    """
+
+    def __init__(self, windows: torch.Tensor, indices: torch.Tensor, capacity: int) -> None:
+        self.windows = windows
+        self.n_cols = windows.shape[1]
+        self.host_indices = indices.cpu().numpy()
+        self.buffer = torch.zeros((capacity, 1, *windows.shape[2:]), dtype=windows.dtype, device=windows.device)
+
+    def gather(self, start: int, count: int, fixed_shape: bool) -> torch.Tensor:
+        """Windows indices[start:start+count] in the buffer; with `fixed_shape` the whole buffer is returned (its
+        tail holds earlier windows, whose outputs the caller drops), so every batch has the same shape."""
+        if count > len(self.buffer):
+            self.buffer = self.buffer.new_zeros((count, *self.buffer.shape[1:]))
+        idx = self.host_indices[start: start + count]
+        rows, cols = idx // self.n_cols, idx % self.n_cols
+        breaks = np.flatnonzero((np.diff(idx) != 1) | (rows[1:] != rows[:-1])) + 1
+        starts = np.concatenate([[0], breaks])
+        ends = np.concatenate([breaks, [len(idx)]])
+        for a, b in zip(starts.tolist(), ends.tolist()):
+            self.buffer[a:b, 0].copy_(self.windows[rows[a], cols[a]: cols[a] + b - a])
+        return self.buffer if fixed_shape else self.buffer[:count]
+
+
 def run_batches(windows: torch.Tensor, indices: torch.Tensor, scorer: WindowScorer,
                 batch_size: int) -> tuple[dict[str, torch.Tensor], int]:
     """Score windows.flatten(0,1)[indices] in batches; halve the batch on out-of-memory and retry.
 
-    Returns ({variant: len(indices) x ...}, the batch size that worked).
+    A scorer with a true `fixed_shape` attribute (a compiled or CUDA-graph `WindowExecutor`) always receives
+    full batches. Returns ({variant: len(indices) x ...}, the batch size that worked).
     """
-    n_cols = windows.shape[1]
+    fixed_shape = bool(getattr(scorer, "fixed_shape", False))
+    gatherer = WindowGatherer(windows, indices, batch_size if fixed_shape else min(batch_size, len(indices)))
     outputs: dict[str, list[torch.Tensor]] = {}
     start = 0
     while start < len(indices):
-        idx = indices[start: start + batch_size]
-        batch = windows[idx // n_cols, idx % n_cols].unsqueeze(1)  # gathered on the device: N x 1 x P x P
+        count = min(batch_size, len(indices) - start)
+        batch = gatherer.gather(start, count, fixed_shape)
         try:
             scores = scorer(batch)
         except RuntimeError as err:
             if not _is_oom(err) or batch_size == 1:
                 raise
             del batch
+            gatherer.buffer = gatherer.buffer[:0]  # free it: the smaller batch reallocates
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             batch_size = max(1, batch_size // 2)
             continue
         for name, value in scores.items():
-            if value.shape[0] != len(idx):
-                raise ValueError(f"scorer returned {value.shape[0]} {name!r} scores for {len(idx)} windows")
-            outputs.setdefault(name, []).append(value.detach())
-        start += len(idx)
+            if value.shape[0] != batch.shape[0]:
+                raise ValueError(f"scorer returned {value.shape[0]} {name!r} scores for {batch.shape[0]} windows")
+            value = value.detach()[:count]
+            if value.untyped_storage().data_ptr() == batch.untyped_storage().data_ptr():
+                value = value.clone()  # a view of the reused buffer would be overwritten by the next batch
+            outputs.setdefault(name, []).append(value)
+        start += count
     return {k: torch.cat(v) for k, v in outputs.items()}, batch_size
+
+
+class MemoryGauge:
+    """Peak device memory of one call, and whether a larger peak would still fit (CUDA only)."""
+
+    def __init__(self, device: torch.device, headroom: float = 0.85) -> None:
+        self.device = device
+        self.budget = headroom * torch.cuda.get_device_properties(device).total_memory
+
+    def reset(self) -> None:
+        torch.cuda.synchronize(self.device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak(self) -> float:
+        torch.cuda.synchronize(self.device)
+        return float(torch.cuda.max_memory_allocated(self.device))
+
+    def fits(self, peak: float) -> bool:
+        return peak <= self.budget
+
+
+def memory_gauge(device: torch.device) -> MemoryGauge | None:
+    """A gauge where peak memory is measurable (CUDA); None on a CPU, where the batch size stays as configured
+    (a process out of host memory is killed, not told)."""
+    return MemoryGauge(device) if device.type == "cuda" else None
+
+
+def largest_batch(scorer: WindowScorer, windows: torch.Tensor, indices: torch.Tensor, start: int,
+                  gauge: MemoryGauge | None) -> int:
+    """The largest batch (start doubled while the measured peak says the next doubling fits; at most the slice's
+    window count, in powers of two times `start`) that scores without running out of memory."""
+    limit = len(indices)
+    if gauge is None or limit == 0:
+        return start
+    size, best = start, 0
+    while True:
+        sample = indices[torch.arange(size, device=indices.device) % limit]
+        gatherer = WindowGatherer(windows, sample, size)
+        try:
+            gauge.reset()
+            scorer(gatherer.gather(0, size, False))
+            peak = gauge.peak()
+        except RuntimeError as err:
+            if not _is_oom(err):
+                raise
+            del gatherer
+            gauge.reset()
+            return best if best else max(1, size // 2)
+        best = size
+        if size * 2 > max(limit, start) or not gauge.fits(2 * peak):
+            return best
+        size *= 2
 
 
 def assemble(scores: torch.Tensor, grid: WindowGrid, mode: AssemblyMode) -> torch.Tensor:
@@ -191,15 +279,15 @@ class GridOutputs:
 
 def run_on_grid(scorer: WindowScorer, image: np.ndarray, breast: np.ndarray, window: int, stride: int,
                 batch_size: int, device: torch.device, tissue_only: bool, limit: int | None = None,
-                rng: np.random.Generator | None = None) -> GridOutputs:
+                rng: np.random.Generator | None = None, auto_batch: bool = False) -> GridOutputs:
     """Run `scorer` over the window grid of one slice (batched, OOM-safe) and return its outputs unassembled.
 
     Scoring uses it through `score_slice`; methods that fit statistics on training windows (a density, a
     nearest-neighbour bank) use it directly. `tissue_only` keeps windows with at least one breast pixel;
-    `limit` keeps a random subset of that many.
+    `limit` keeps a random subset of that many; `auto_batch` first grows the batch to the largest that fits.
     """
     grid = WindowGrid(*image.shape, window, stride)
-    img = torch.tensor(image, dtype=torch.float32, device=device)  # a copy: cached slices are read-only memmaps
+    img = upload(image, device)
     if tissue_only:
         keep = tissue_windows(torch.tensor(breast, dtype=torch.bool, device=device), grid).reshape(-1)
         indices = keep.nonzero().squeeze(1)
@@ -212,8 +300,20 @@ def run_on_grid(scorer: WindowScorer, image: np.ndarray, breast: np.ndarray, win
     if len(indices) == 0:
         return GridOutputs(grid, indices, {}, batch_size)
     with torch.inference_mode():
-        outputs, batch_size = run_batches(window_view(img, grid), indices, scorer, batch_size)
+        view = window_view(img, grid)
+        if auto_batch:
+            batch_size = largest_batch(scorer, view, indices, batch_size, memory_gauge(device))
+        outputs, batch_size = run_batches(view, indices, scorer, batch_size)
     return GridOutputs(grid, indices, outputs, batch_size)
+
+
+def upload(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    """The slice as a float32 tensor on `device`: a private copy (cached slices are read-only memmaps), staged
+    through pinned host memory on CUDA so the transfer is one asynchronous DMA."""
+    host = torch.from_numpy(np.array(image, dtype=np.float32, copy=True))
+    if device.type == "cuda":
+        return host.pin_memory().to(device, non_blocking=True)
+    return host
 
 
 def assemble_outputs(out: GridOutputs, values: torch.Tensor, mode: AssemblyMode) -> np.ndarray:
@@ -236,11 +336,12 @@ class SliceScores:
 
 
 def score_slice(scorer: WindowScorer, image: np.ndarray, breast: np.ndarray, config: WindowConfig,
-                batch_size: int, device: torch.device, variants: tuple[str, ...]) -> SliceScores:
+                batch_size: int, device: torch.device, variants: tuple[str, ...],
+                auto_batch: bool = False) -> SliceScores:
     """Score every window of one slice with `scorer` and assemble each variant's heatmap (a slice without any
     scored window gets all-zero maps for `variants`)."""
     out = run_on_grid(scorer, image, breast, config.window, config.stride, batch_size, device,
-                      config.skip_background)
+                      config.skip_background, auto_batch=auto_batch)
     if not out.outputs:
         return SliceScores({v: np.zeros(image.shape, np.float32) for v in variants}, 0, out.batch_size)
     maps = {name: assemble_outputs(out, values, config.assembly) for name, values in out.outputs.items()}

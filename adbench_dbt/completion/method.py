@@ -39,6 +39,9 @@ class CompletionMethod(WindowMethod):
     def score_windows(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.score_completions(self.backbone.complete(windows))
 
+    def networks(self) -> list[torch.nn.Module]:
+        return list(self.backbone.networks().values())
+
     def score_map(self, sl: Slice) -> Heatmaps:
         with self.backbone.scoring_context():
             return super().score_map(sl)

@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 
 from adbench_dbt.completion.backbone import Completions
+from adbench_dbt.execution import fp32_numerics
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]
 # full truth windows, full completed windows (both K x 1 x P x P) -> K critic disagreements
@@ -22,6 +23,7 @@ Discriminator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 STATISTICS = ("mcd", "mean", "median")
 
 
+@fp32_numerics
 def completion_distances(truth: torch.Tensor, completions: torch.Tensor) -> torch.Tensor:
     """truth N x ..., completions (N*M) x ... ordered sample-major (x1..x1 x2..x2) -> N x M L2 distances."""
     n = truth.shape[0]
@@ -59,6 +61,7 @@ def mcd_scores(completions: Completions, encoder: Encoder | None = None) -> dict
     return completion_scores(completions.truth_hole(), completions.samples_hole(), encoder)
 
 
+@fp32_numerics
 def hole_mse(completions: Completions) -> torch.Tensor:
     """N x M mean squared error inside the hole (Telea's score; DMSE's `mse` with M = 1)."""
     n, m = completions.samples.shape[:2]
@@ -72,5 +75,5 @@ def dmse_scores(completions: Completions, discriminator: Discriminator) -> dict[
     if completions.count != 1:
         raise ValueError(f"DMSE scores one deterministic completion per window, got {completions.count}")
     mse = hole_mse(completions)[:, 0]
-    discr = discriminator(completions.truth, completions.samples[:, 0])
+    discr = discriminator(completions.truth, completions.samples[:, 0]).float()
     return {"mse": mse, "discr": discr, "dmse": mse * discr}

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from adbench_dbt.execution import fp32_numerics
+
 _STATS = ("count", "total", "outer", "sq_weighted_sum", "sq_sum", "quartic_sum")
 
 
@@ -74,6 +76,7 @@ class GaussianDensity:
         return self.finalize()
 
     # ---- scoring -----------------------------------------------------------------------------------------
+    @fp32_numerics
     def score(self, features: torch.Tensor, locations: torch.Tensor | None = None) -> torch.Tensor:
         """Mahalanobis distance sqrt((f - mu)^T P (f - mu)) of each row, N x D -> N (float32)."""
         if self.mean is None:

@@ -110,10 +110,15 @@ class CutPaste(WindowMethod):
         self.density = density.finalize()
 
     def _run(self, image: np.ndarray, breast: np.ndarray, tissue_only: bool, limit: int | None = None,
-             rng: np.random.Generator | None = None) -> GridOutputs:
+             rng: np.random.Generator | None = None, scoring: bool = False) -> GridOutputs:
+        """Embeddings of the slice's windows; when scoring, under the config's execution mode."""
         cfg = self.config
-        return run_on_grid(lambda w: {"embedding": self._embed(w)}, image, breast, cfg.window, cfg.stride,
-                           cfg.batch_size, self.device, tissue_only, limit, rng)
+        fn = self.execute(self._embedding) if scoring else self._embedding
+        return run_on_grid(fn, image, breast, cfg.window, cfg.stride, cfg.batch_size, self.device, tissue_only,
+                           limit, rng)
+
+    def _embedding(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"embedding": self._embed(windows)}
 
     def _locations(self, out: GridOutputs) -> torch.Tensor | None:
         """Per-location density index of each window; windows beyond the training grid use the nearest cell."""
@@ -135,7 +140,7 @@ class CutPaste(WindowMethod):
         if self.density is None:
             raise RuntimeError("cutpaste: call fit() (or prepare_untrained / load) before scoring")
         image, breast = sl.load()
-        out = self._run(image, breast, tissue_only=self.config.skip_background)
+        out = self._run(image, breast, tissue_only=self.config.skip_background, scoring=True)
         self.last_window_count = len(out.indices)
         if not out.outputs:
             return {"score": np.zeros(image.shape, np.float32)}

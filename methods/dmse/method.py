@@ -47,10 +47,10 @@ class Dmse(CompletionMethod):
         cfg, box, n = self.config, self.backbone.hole_box, truth.shape[0]
         parts = []
         if cfg.discr_critics in ("local+global", "local"):
-            parts.append(self.backbone.local_critic(torch.cat([truth[box], completed[box]]))[:, 0])
+            parts.append(self.backbone.local_critic(torch.cat([truth[box], completed[box]]))[:, 0].float())
         if cfg.discr_critics in ("local+global", "global"):
             weight = cfg.global_wgan_loss_alpha if cfg.discr_critics == "local+global" else 1.0
-            parts.append(weight * self.backbone.global_critic(torch.cat([truth, completed]))[:, 0])
+            parts.append(weight * self.backbone.global_critic(torch.cat([truth, completed]))[:, 0].float())
         values = torch.stack(parts).sum(dim=0)
         real, fake = values[:n], values[n:]
         return real - fake if cfg.discr == "critic_gap" else -fake

@@ -204,7 +204,7 @@ class PatchSVDD(WindowMethod):
         image, breast = sl.load()
         maps = self.score_grid(image, breast)  # K windows (last_window_count); the official fine grid is extra work
         if self.config.fine_geometry == "official":
-            out = self._fine_grid(self.score_fine_patches, image, breast, self.config.stride,
+            out = self._fine_grid(self.execute(self.score_fine_patches), image, breast, self.config.stride,
                                   self.config.skip_background)
             maps["fine"] = (assemble_outputs(out, out.outputs["fine"], self.config.assembly) if out.outputs
                             else np.zeros(image.shape, np.float32))
@@ -215,7 +215,7 @@ class PatchSVDD(WindowMethod):
     def warmup(self, sl: Slice) -> None:
         super().warmup(sl)
         if self.config.fine_geometry == "official":
-            self._fine_grid(self.score_fine_patches, sl.image, np.ones(sl.shape, bool), self.config.stride,
+            self._fine_grid(self.execute(self.score_fine_patches), sl.image, np.ones(sl.shape, bool), self.config.stride,
                             tissue_only=False, limit=self.fine_batch_size)
 
     # ---- persistence -------------------------------------------------------------------------------------

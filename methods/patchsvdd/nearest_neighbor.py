@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from adbench_dbt.execution import fp32_numerics
+
 DEFAULT_MAX_ELEMENTS = 1 << 24  # 16M distances (64 MB float32) per chunk
 RERANK = 8  # candidates re-ranked exactly per query
 QUERY_CHUNK = 1024
@@ -40,6 +42,7 @@ class NearestNeighborIndex:
         """The bank in its original coordinates (a new tensor)."""
         return self._centered + self.center
 
+    @fp32_numerics
     def query(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """queries M x D -> (distances M float32, indices M long) of the nearest bank row."""
         if queries.dim() != 2 or queries.shape[1] != self.dim:
