@@ -263,6 +263,28 @@ def report_cmd(
 
 
 @app.command()
+def fidelity(
+    run_dir: Path = typer.Argument(..., help="a finished run that fitted its own model (its heatmaps are the reference)"),
+    set_: list[str] = typer.Option([], "--set", help="the mode to check, e.g. precision=bf16 (repeatable)"),
+    slices: int = typer.Option(30, min=1, help="evenly spaced test slices to re-score"),
+    device: str = typer.Option("cpu", help="cpu | cuda"),
+    out: Path = typer.Option(Path("docs/precision-fidelity.csv"), help="table to merge the rows into"),
+) -> None:
+    """Re-score a run's slices in another mode; per slice Spearman against its heatmaps and the AUROC difference."""
+    from adbench_dbt.fidelity import fidelity as measure, merge_fidelity
+
+    overrides = parse_overrides(set_)
+    if not overrides:
+        raise ConfigError("fidelity: give the mode to check with --set, e.g. --set precision=bf16")
+    rows = measure(run_dir, overrides, slices, device)
+    merge_fidelity(out, rows)
+    import pandas as pd
+
+    console.print(pd.DataFrame(rows)[["method", "variant", "mode", "spearman_min", "slices_below_bar",
+                                      "auroc_difference", "reference_max_abs_diff", "passes"]].to_string(index=False))
+
+
+@app.command()
 def bench(
     method: str = typer.Option("engine", help="method to time, or 'engine' for the harness overhead alone"),
     profile: str = typer.Option("paper", help="method profile"),
@@ -281,6 +303,9 @@ def bench(
                                "train_channels_last=, train_compile=, loader_workers=)"),
     warmup_steps: int = typer.Option(3, help="with --train: untimed training steps first"),
     steps: int = typer.Option(10, help="with --train: timed training steps"),
+    suite: Optional[str] = typer.Option(None, help="run a named suite of cases instead of one method: gpu"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="with --suite: smoke profiles, 2 windows, eager, one "
+                                 "repeat (checks the suite on any machine in seconds)"),
     precision: Optional[str] = typer.Option(None, help="scoring precision: fp32 | bf16 | fp16 (autocast; "
                                             "distances and final reductions stay fp32)"),
     channels_last: bool = typer.Option(False, "--channels-last", help="NHWC networks and window batches"),
@@ -290,11 +315,20 @@ def bench(
 ) -> None:
     """Time one method on one phantom slice (random weights): s/slice, ms/patch, windows/s; or, with --train, its
     training throughput."""
-    from adbench_dbt.bench import bench_row, build_for_bench, merge_bench, time_slice, time_windows
+    from adbench_dbt.bench import SUITES, bench_row, build_for_bench, merge_bench, run_suite, time_slice, time_windows
     from adbench_dbt.datasets_resolve import open_dataset
     from adbench_dbt.timing import resolve_device
 
     dev = resolve_device(device)
+    if suite is not None:
+        if suite not in SUITES:
+            raise ConfigError(f"--suite {suite!r}: expected one of {sorted(SUITES)}")
+        data = open_dataset(f"phantom:{preset}", cache=cache)
+        rows = run_suite(SUITES[suite], dev, data.dataset, repeats, dry_run)
+        table = merge_bench(out or Path("leaderboards/bench.csv"), rows)
+        console.print(table.tail(len(rows))[["method", "profile", "s_per_slice", "tflops", "pct_of_peak",
+                                              "rank_vs_fp32"]].to_string(index=False))
+        return
     overrides = parse_overrides(set_) | execution_overrides(precision, channels_last, compile_, cuda_graphs, auto_batch)
     data = open_dataset(f"phantom:{preset}", cache=cache)
     if train:
@@ -307,7 +341,7 @@ def bench(
         return
     model = build_for_bench(method, profile, overrides, dev, data.dataset.split("train"))
     test = data.dataset.split("test")[0]
-    timing = time_slice(model, test, repeats) if windows is None else time_windows(model, test, windows, repeats)
+    timing = time_slice(model, test, repeats)[0] if windows is None else time_windows(model, test, windows, repeats)
     row = bench_row(method, profile, overrides, model, timing)
     table = merge_bench(out or Path("leaderboards/bench.csv"), [row])
     console.print(table.tail(1).T.to_string(header=False))

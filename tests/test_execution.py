@@ -3,6 +3,8 @@ automatic batch size, and the engine's gather. Speed is benchmarked, not tested;
 computes what eager fp32 computes (exactly, or within the documented reduced-precision agreement)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -234,3 +236,30 @@ def test_auto_batch_stops_below_an_out_of_memory_error():
     assert largest_batch(scorer, window_view(img, grid), torch.arange(grid.count), 5, gauge) == 40
     assert largest_batch(scorer, window_view(img, grid), torch.arange(10), 4, gauge) == 8  # at most the windows
     assert largest_batch(scorer, window_view(img, grid), torch.arange(grid.count), 5, None) == 5  # CPU: as set
+
+
+# ---- the GPU benchmark suite, checked on the CPU ---------------------------------------------------------------------
+def test_gpu_suite_dry_run_writes_a_row_per_case(tmp_path):
+    """benchmarks/gpu.sh --dry-run: every case of the suite validates its paper config and runs at smoke size."""
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from adbench_dbt.bench import GPU_SUITE
+
+    out = tmp_path / "bench.csv"
+    env = {**os.environ, "ADBENCH": str(Path(sys.executable).with_name("adbench")),
+           "ADBENCH_CACHE": str(tmp_path / "cache")}
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.sh"
+    done = subprocess.run(["bash", str(script), "--dry-run", "--out", str(out)], env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = pd.read_csv(out)
+    assert set(table["method"]) == {case.method for case in GPU_SUITE}
+    bf16_slices = table[(table["precision"] == "bf16") & table["timing"].str.startswith("measured on the full")]
+    assert len(bf16_slices) and bf16_slices["rank_vs_fp32"].notna().all()
+    methods = table[table["method"] != "engine"]
+    assert (methods["flop_per_window"] > 0).all() and methods["peak_tflops"].notna().all()
+    assert out.with_suffix(".md").read_text().count("\n| ") == len(table)

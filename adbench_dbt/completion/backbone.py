@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from adbench_dbt.data.slices import Slice
+from adbench_dbt.hardware import count_flops
 from adbench_dbt.io import atomic_path, load_state_file
 
 
@@ -102,7 +103,9 @@ class CompletionBackbone(ABC):
                 self.complete(windows)
                 _sync(self.device)
                 times.append(time.perf_counter() - started)
-        return {"s_per_window": statistics.median(times) / windows.shape[0], "estimated": False}
+        n = windows.shape[0]
+        return {"s_per_window": statistics.median(times) / n, "estimated": False,
+                "flop_per_window": count_flops(lambda: self.complete(windows)) / n}
 
     def networks(self) -> dict[str, nn.Module]:
         """The learned modules by name (none for a classical backbone)."""

@@ -21,6 +21,7 @@ from adbench_dbt.completion.hfpic.transformer import TokenTransformer
 from adbench_dbt.completion.hfpic.upsampler import GuidedUpsampler, PatchCritic
 from adbench_dbt.config import WindowConfig, content_field
 from adbench_dbt.data.slices import Slice
+from adbench_dbt.hardware import count_flops
 from adbench_dbt.training import TrainingConfig, seeded_weights
 
 NETWORKS = ("transformer", "upsampler", "patch_critic")
@@ -161,8 +162,12 @@ class HfpicBackbone(CompletionBackbone):
             self.transformer(tokens[:1], holes[:1])  # warm-up (one sequence: a full one costs minutes on a CPU)
             forward = timed(lambda: self.transformer(tokens, holes))
             rest = timed(lambda: self.upsample(repeated, self.hole_mask, self.tokens(windows).repeat_interleave(m, 0)))
+            flop_forward = count_flops(lambda: self.transformer(tokens, holes))
+            flop_rest = count_flops(lambda: self.upsample(repeated, self.hole_mask,
+                                                          self.tokens(windows).repeat_interleave(m, 0)))
         forwards = self.sampling_forwards()
         return {"s_per_window": (forwards * forward + rest) / n, "estimated": True, "forwards_per_window": forwards / n,
+                "flop_per_window": (forwards * flop_forward + flop_rest) / n,
                 "sequences_per_forward": n * m, "s_per_forward": forward, "s_rest": rest}
 
     # ---- CompletionBackbone ------------------------------------------------------------------------------
