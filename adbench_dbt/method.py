@@ -18,8 +18,8 @@ import torch
 
 from adbench_dbt.config import MethodConfig, WindowConfig, build_config, load_profiles
 from adbench_dbt.data.slices import Slice
-from adbench_dbt.errors import CheckpointError
-from adbench_dbt.execution import WindowExecutor, WindowFn, print_notice, to_channels_last
+from adbench_dbt.errors import CheckpointError, ConfigError
+from adbench_dbt.execution import WindowExecutor, WindowFn, check_execution, print_notice, to_channels_last
 from adbench_dbt.io import atomic_directory, load_state_file
 from adbench_dbt.windows import score_slice, warmup_windows
 
@@ -200,9 +200,12 @@ class WindowMethod(Method):
     """
 
     Config: ClassVar[type[WindowConfig]] = WindowConfig
+    # Why scoring must stay fp32 (measured), for methods whose scores reduced precision destroys; "" = it need not.
+    fp32_only: ClassVar[str] = ""
 
     def __init__(self, config: WindowConfig | None = None, device: str | torch.device = "cpu") -> None:
         super().__init__(config, device)
+        self.check_execution(self.config, self.device)
         self.effective_batch_size = self.config.batch_size  # lowered on out-of-memory, grown by auto_batch
         self._batch_probed = False
         self._executors: dict[str, WindowExecutor] = {}
@@ -210,6 +213,13 @@ class WindowMethod(Method):
     @abstractmethod
     def score_windows(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
         """windows: N x 1 x P x P float32 in [0, 1] on self.device -> {variant: N scores} (or N x h x w maps)."""
+
+    @classmethod
+    def check_execution(cls, config: WindowConfig, device: torch.device) -> None:
+        """Refuse an execution mode this method or device cannot honour, before any work (one line)."""
+        check_execution(device, config.precision, config.cuda_graphs)
+        if cls.fp32_only and config.precision != "fp32":
+            raise ConfigError(f"precision {config.precision}: {cls.name} scores in fp32 only ({cls.fp32_only})")
 
     @property
     def precision(self) -> str:

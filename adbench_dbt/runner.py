@@ -27,12 +27,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from adbench_dbt import distributed
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.datasets_resolve import OpenedDataset, open_dataset
-from adbench_dbt.config import MethodConfig, WindowConfig, build_config, referenced_paths
+from adbench_dbt.config import MethodConfig, build_config, referenced_paths
 from adbench_dbt.detection import DetectionConfig, detect
 from adbench_dbt.errors import AdbenchError, ConfigError, RunError
-from adbench_dbt.execution import check_execution
 from adbench_dbt.io import save_npz, write_json
-from adbench_dbt.method import Method, content_files, files_sha256
+from adbench_dbt.method import Method, WindowMethod, content_files, files_sha256
 from adbench_dbt.metrics import SingleClassError, slice_metrics
 from adbench_dbt.overlay import render_overlay
 from adbench_dbt.provenance import environment, stable_hash
@@ -103,8 +102,8 @@ def preflight(spec: RunSpec) -> RunPlan:
         device = torch.device("cuda", torch.cuda.current_device())
     method_cls = get_method(spec.method)
     config = build_config(method_cls.Config, method_cls.name, method_cls.profiles(), spec.profile, spec.overrides)
-    if isinstance(config, WindowConfig):  # e.g. CUDA graphs on a CPU: refused now, not after the training
-        check_execution(device, config.precision, config.cuda_graphs)
+    if issubclass(method_cls, WindowMethod):  # e.g. CUDA graphs on a CPU: refused now, not after the training
+        method_cls.check_execution(config, device)
     referenced = _referenced_files_sha256(config)
     checkpoint_sha = None
     if spec.checkpoint:
