@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Iterator, Literal, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -28,8 +28,9 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 from torch import nn
 
-from adbench_dbt.config import MethodConfig
+from adbench_dbt.config import MethodConfig, Precision
 from adbench_dbt.errors import CheckpointError, ConfigError
+from adbench_dbt.execution import autocast
 from adbench_dbt.io import atomic_path, load_weights, write_text
 
 LOG_FILE = "train-log.jsonl"
@@ -37,8 +38,6 @@ CHECKPOINT_FILE = "checkpoint.pt"
 console = Console(stderr=True)  # progress and resume notices never mix with results printed on stdout
 
 
-Precision = Literal["fp32", "bf16", "fp16"]
-AUTOCAST_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 MODE_FIELDS = ("train_precision", "train_channels_last", "train_compile", "loader_workers", "device_crops",
                "device_crops_gb")
 
@@ -111,7 +110,6 @@ class TrainingMode:
         if self.precision == "fp16" and self.device.type != "cuda":
             raise ConfigError(f"train_precision: fp16 training needs a CUDA device (loss scaling), this fit runs on "
                               f"{self.device}; use train_precision=bf16 or fp32")
-        self.dtype = AUTOCAST_DTYPES.get(self.precision)
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         self.compiled = False  # whether the networks really run compiled (False after a fallback)
 
@@ -120,9 +118,7 @@ class TrainingMode:
         return {"precision": self.precision, "channels_last": self.channels_last, "compile": self.compiled}
 
     def autocast(self) -> AbstractContextManager[Any]:
-        if self.dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        return autocast(self.device, self.precision)
 
     def batch(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last and images.dim() == 4:
