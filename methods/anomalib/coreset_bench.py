@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import datetime as dt
 import io
+import math
 import os
 import time
 import warnings
@@ -109,6 +110,17 @@ def bench_size(n: int, dim: int, ratio: float, device: torch.device, seed: int,
     return [{**row, "load_1min": load} for row in rows]
 
 
+FORMATS = {"ratio": "{:g}", "seconds": "{:.2f}", "speedup": "{:.1f}", "identical_prefix": "{:.0f}",
+           "same_points": "{:.3f}", "coverage_radius": "{:.4f}", "load_1min": "{:.1f}"}
+
+
+def _cell(column: str, value: Any) -> str:
+    """A markdown cell: a missing value is empty (not 'nan'), numbers at the precision that means something."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return FORMATS.get(column, "{}").format(value)
+
+
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Merge `rows` into the committed table (same implementation/size/device replaced) and write csv + md."""
     old = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=COLUMNS)
@@ -125,9 +137,8 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
              "`coverage_radius` = largest feature-to-coreset distance (lower is better); `load_1min` = machine "
              "load when measured.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for record in table.to_dict("records"):
-        lines.append("| " + " | ".join(("" if v != v else f"{v:.4g}") if isinstance(v, float) else str(v)
-                                       for v in record.values()) + " |")
+    lines += ["| " + " | ".join(_cell(column, record[column]) for column in COLUMNS) + " |"
+              for record in table.to_dict("records")]
     write_text(path.with_suffix(".md"), "\n".join(lines) + "\n")
     return table
 
