@@ -23,8 +23,11 @@ def relu_features(n: int, dim: int, seed: int) -> torch.Tensor:
     return torch.relu(torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)) + 0.3)
 
 
-@pytest.mark.parametrize("n, dim, ratio, seed", [(1000, 64, 0.1, 0), (1200, 384, 0.1, 1), (400, 1536, 0.25, 2)])
-def test_same_points_as_anomalib_from_the_same_projection_and_start(n, dim, ratio, seed):
+@pytest.mark.parametrize("n, dim, ratio, seed, lazy, chunk", [(1000, 64, 0.1, 0, True, 256),
+                                                              (1000, 64, 0.1, 0, False, 256),
+                                                              (1200, 384, 0.1, 1, True, 100),
+                                                              (400, 1536, 0.25, 2, True, 1000)])
+def test_same_points_as_anomalib_from_the_same_projection_and_start(n, dim, ratio, seed, lazy, chunk):
     features = relu_features(n, dim, seed)
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -35,7 +38,8 @@ def test_same_points_as_anomalib_from_the_same_projection_and_start(n, dim, rati
     projector = SparseRandomProjection(eps=0.9).fit(features)
     start = int(torch.randint(high=n, size=(1,)))
     assert projector.n_components == johnson_lindenstrauss_dim(n)
-    selected = greedy_coreset(features, coreset_size(n, ratio), start=start, projection=projector.sparse_random_matrix)
+    selected = greedy_coreset(features, coreset_size(n, ratio), start=start, lazy=lazy, chunk=chunk,
+                              projection=projector.sparse_random_matrix)
     assert selected.dtype == torch.long
     assert selected.tolist() == expected
 
@@ -51,12 +55,20 @@ def _reference_k_center(points: torch.Tensor, n_select: int, start: int) -> list
     return chosen
 
 
-def test_without_projection_it_is_greedy_k_center_in_feature_space():
+@pytest.mark.parametrize("lazy, chunk", [(True, 7), (True, 600), (False, 256)])
+def test_without_projection_it_is_greedy_k_center_in_feature_space(lazy, chunk):
     # a large common offset: the |x|^2 + |c|^2 - 2x.c expansion must not lose the small distances to rounding
     features = relu_features(600, 32, 3) + 50.0
-    selected = greedy_coreset(features, 60, start=17, projection=None)
+    selected = greedy_coreset(features, 60, start=17, projection=None, lazy=lazy, chunk=chunk)
     assert selected.tolist() == _reference_k_center(features, 60, 17)
     assert len(set(selected.tolist())) == 60
+
+
+def test_lazy_and_dense_updates_select_the_same_points():
+    features = relu_features(2000, 64, 7)
+    lazy = greedy_coreset(features, 200, seed=2, lazy=True, chunk=128)
+    assert torch.equal(lazy, greedy_coreset(features, 200, seed=2, lazy=False))
+    assert greedy_coreset(features, 1, start=5).tolist() == [5]
 
 
 def test_default_projection_is_seeded_and_has_anomalibs_shape_and_sparsity():
@@ -94,6 +106,8 @@ def test_bad_requests_are_config_errors():
         greedy_coreset(features, 5, projection=torch.zeros(4, 9))
     with pytest.raises(ConfigError, match="N x D"):
         greedy_coreset(features[None], 5)
+    with pytest.raises(ConfigError, match="chunk=0 must be a positive"):
+        greedy_coreset(features, 5, chunk=0)
     with pytest.raises(ConfigError, match="cannot select 30 of 20"):
         greedy_coreset(features, 30, presample=20)
     with pytest.raises(ConfigError, match=r"coreset_sampling_ratio=0.001: .*\(int\(N \* ratio\) = 0\)"):

@@ -7,9 +7,11 @@ anomalib's `KCenterGreedy` (models/components/sampling/k_center_greedy.py) does,
 3. per step: distances of all N points to the newest centre, min-distances updated, the argmax selected and its
    min-distance set to 0, until int(N * ratio) points are selected.
 Its step computes `norm(features - centre)`, which allocates and rereads an N x k tensor every step; that is what
-makes it minutes long at 32k points. Here each step is one matrix-vector product against squared norms computed
-once (features centred first, so |x|^2 + |c|^2 - 2 x.c loses little precision), and min-distances, the selected
-indices and the next centre stay on the features' device: no host synchronisation per step.
+makes it minutes long at 32k points. Here distances come from matrix products against squared norms computed once
+(features centred first, so |x|^2 + |c|^2 - 2 x.c loses little precision). On a GPU each step is one
+matrix-vector product over all N with min-distances, indices and the next centre kept on the device (no host
+synchronisation per step); on the CPU min-distances are updated lazily, block by block, only where the next
+maximum can be (`_greedy_lazy`: exact, and an order of magnitude less memory traffic).
 
 Where the result can differ from anomalib's, and why:
 - The projection matrix is drawn from a `torch.Generator` seeded with `seed` (iid Bernoulli(density) entries with
@@ -59,16 +61,18 @@ def sparse_random_projection(n_samples: int, n_features: int, generator: torch.G
 
 
 def greedy_coreset(features: torch.Tensor, n_select: int, *, start: int | None = None, seed: int = 0,
-                   chunk: int = 65536, projection: str | torch.Tensor | None = "sparse",
-                   presample: int | None = None) -> torch.Tensor:
+                   chunk: int = 256, projection: str | torch.Tensor | None = "sparse",
+                   presample: int | None = None, lazy: bool | None = None) -> torch.Tensor:
     """Indices (LongTensor on the features' device) of `n_select` rows of `features` (N x D) chosen by greedy
     k-center selection, in selection order.
 
     start: index of the first point (default: drawn from `seed`). projection: "sparse" = anomalib's random
     projection drawn from `seed`, a (k, D) tensor = that matrix, None = select in the feature space itself.
-    chunk: rows projected per matrix product (bounds the projection's temporary memory). presample: select from
-    a random subset of this many rows (drawn from `seed`) instead of all N - an approximation anomalib does not
-    make, for memory banks too large for the exact greedy; indices still refer to `features`.
+    presample: select from a random subset of this many rows (drawn from `seed`) instead of all N - an
+    approximation anomalib does not make, for memory banks too large for the exact greedy; indices still refer
+    to `features`. lazy: update min-distances block by block, only where the argmax can be (`_greedy_lazy`,
+    chunk rows a block; the default on the CPU), or all N every step (`_greedy_dense`: no host synchronisation,
+    the default on a GPU). Both select the same points.
     """
     if features.ndim != 2 or features.shape[0] == 0:
         raise ConfigError(f"coreset: expected a non-empty N x D feature matrix, got shape {tuple(features.shape)}")
@@ -94,13 +98,19 @@ def greedy_coreset(features: torch.Tensor, n_select: int, *, start: int | None =
         start = int(torch.randint(n, (1,), generator=generator))
     if not 0 <= start < n:
         raise ConfigError(f"coreset: start={start} is not an index of the {n} patch features")
-    selected = _greedy(_centred_points(features, projection, chunk), n_select, start)
+    if chunk < 1:
+        raise ConfigError(f"coreset: chunk={chunk} must be a positive number of rows")
+    points = _centred_points(features, projection)
+    if lazy if lazy is not None else features.device.type == "cpu":
+        selected = _greedy_lazy(points, n_select, start, chunk)
+    else:
+        selected = _greedy_dense(points, n_select, start)
     return selected if subset is None else subset[selected]
 
 
-def _centred_points(features: torch.Tensor, projection: torch.Tensor | None, chunk: int) -> torch.Tensor:
-    """Projected (or copied) features minus their mean, chunk rows at a time; centring changes no distance but
-    shrinks |x|^2, and with it the rounding of the |x|^2 + |c|^2 - 2 x.c expansion."""
+def _centred_points(features: torch.Tensor, projection: torch.Tensor | None, chunk: int = 65536) -> torch.Tensor:
+    """Projected (or copied) features minus their mean, `chunk` rows per matrix product (bounded temporaries);
+    centring changes no distance but shrinks |x|^2, and with it the rounding of |x|^2 + |c|^2 - 2 x.c."""
     dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
     width = features.shape[1] if projection is None else projection.shape[0]
     points = torch.empty(features.shape[0], width, dtype=dtype, device=features.device)
@@ -112,7 +122,7 @@ def _centred_points(features: torch.Tensor, projection: torch.Tensor | None, chu
     return points
 
 
-def _greedy(points: torch.Tensor, n_select: int, start: int) -> torch.Tensor:
+def _greedy_dense(points: torch.Tensor, n_select: int, start: int) -> torch.Tensor:
     """The sequential greedy loop: one matrix-vector product and a few length-N ops per step, all on device."""
     squared = torch.einsum("ij,ij->i", points, points)
     min_distance = torch.full_like(squared, float("inf"))
@@ -126,4 +136,40 @@ def _greedy(points: torch.Tensor, n_select: int, start: int) -> torch.Tensor:
         newest = min_distance.argmax(0, keepdim=True)
         min_distance.index_fill_(0, newest, 0)
         selected[step:step + 1] = newest
+    return selected
+
+
+def _greedy_lazy(points: torch.Tensor, n_select: int, start: int, block: int) -> torch.Tensor:
+    """The greedy loop with min-distances updated lazily, block by block (exact, CPU).
+
+    Min-distances only shrink, so a block's largest min-distance, once computed, bounds it from above until the
+    block sees the newer centres. Each step refreshes blocks, highest bound first, with all the centres they have
+    not seen yet (one matrix product on a cache-sized block) until the highest bound belongs to an up-to-date
+    block; that block's maximum is then the maximum over all N, as a full update would find it. Most steps
+    refresh one or two blocks, and the product works on cached rows instead of streaming all N from memory.
+    """
+    n = points.shape[0]
+    squared = torch.einsum("ij,ij->i", points, points)
+    min_distance = torch.full_like(squared, float("inf"))
+    n_blocks = -(-n // block)
+    bound = torch.full((n_blocks,), float("inf"), dtype=squared.dtype)
+    seen = [0] * n_blocks  # centres already applied to each block
+    centres = torch.empty(n_select, points.shape[1], dtype=points.dtype)
+    centre_squared = torch.empty(n_select, dtype=points.dtype)
+    selected = torch.empty(n_select, dtype=torch.long)
+    newest = start
+    for step in range(n_select):
+        selected[step], centres[step], centre_squared[step] = newest, points[newest], squared[newest]
+        if step == n_select - 1:
+            break
+        while seen[best := int(bound.argmax())] <= step:
+            rows = slice(best * block, (best + 1) * block)
+            distance = torch.addmm(centre_squared[seen[best]:step + 1].unsqueeze(0), points[rows],
+                                   centres[seen[best]:step + 1].T, alpha=-2).add_(squared[rows].unsqueeze(1))
+            torch.minimum(min_distance[rows], distance.amin(1), out=min_distance[rows])
+            bound[best], seen[best] = min_distance[rows].max(), step + 1
+        rows = slice(best * block, (best + 1) * block)
+        newest = best * block + int(min_distance[rows].argmax())
+        min_distance[newest] = 0
+        bound[best] = min_distance[rows].max()
     return selected
