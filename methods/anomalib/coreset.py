@@ -26,6 +26,8 @@ Where the result can differ from anomalib's, and why:
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 
@@ -102,7 +104,8 @@ def greedy_coreset(features: torch.Tensor, n_select: int, *, start: int | None =
         raise ConfigError(f"coreset: chunk={chunk} must be a positive number of rows")
     points = _centred_points(features, projection)
     if lazy if lazy is not None else features.device.type == "cpu":
-        selected = _greedy_lazy(points, n_select, start, chunk)
+        with _one_thread():
+            selected = _greedy_lazy(points, n_select, start, chunk)
     else:
         selected = _greedy_dense(points, n_select, start)
     return selected if subset is None else subset[selected]
@@ -120,6 +123,18 @@ def _centred_points(features: torch.Tensor, projection: torch.Tensor | None, chu
         points[begin:begin + chunk] = rows if matrix is None else rows @ matrix
     points -= points.mean(0)
     return points
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """The lazy loop's products are block-sized: a second intra-op thread adds a synchronisation per operation,
+    which on a busy machine (a descheduled thread) made the CPU selection 10x slower than on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _greedy_dense(points: torch.Tensor, n_select: int, start: int) -> torch.Tensor:
