@@ -312,6 +312,9 @@ def bench(
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the scoring (eager fallback with a notice)"),
     cuda_graphs: bool = typer.Option(False, "--cuda-graphs", help="replay CUDA graphs of fixed-shape batches"),
     auto_batch: bool = typer.Option(False, "--auto-batch", help="grow the window batch to the largest that fits"),
+    against_official_picard: Optional[Path] = typer.Option(
+        None, help="checkout of the official PICARD code: time its generator against ours (same weights, input and "
+        "dropout; --windows windows x M completions, fp32 and bf16 autocast) instead of a method"),
 ) -> None:
     """Time one method on one phantom slice (random weights): s/slice, ms/patch, windows/s; or, with --train, its
     training throughput."""
@@ -330,6 +333,16 @@ def bench(
                                               "rank_vs_fp32"]].to_string(index=False))
         return
     overrides = parse_overrides(set_) | execution_overrides(precision, channels_last, compile_, cuda_graphs, auto_batch)
+    if against_official_picard is not None:
+        from adbench_dbt.bench_generator import bench_against_official, load_official_networks
+
+        networks = load_official_networks(against_official_picard)  # a bad DIR fails before any data is read
+        test = open_dataset(f"phantom:{preset}", cache=cache).dataset.split("test")[0]
+        rows = bench_against_official(against_official_picard, profile, overrides, test, windows or 1, repeats, dev,
+                                      networks)
+        table = merge_bench(out or Path("leaderboards/bench.csv"), rows)
+        console.print(table.tail(len(rows)).T.to_string(header=False))
+        return
     data = open_dataset(f"phantom:{preset}", cache=cache)
     if train:
         from adbench_dbt.bench_train import merge_train_bench, time_training, train_row

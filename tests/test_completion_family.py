@@ -23,7 +23,7 @@ CASES = [("picard", {}, True), ("dmse", {}, True), ("telea", {}, True),
 @pytest.fixture
 def one_thread():
     """The fixture was computed with one intra-op thread; oneDNN's summation order (hence the last bit of a
-    convolution) depends on the thread count, so bitwise equality is defined at that count."""
+    convolution) depends on the thread count, so the comparison is made at that count."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -44,8 +44,10 @@ def test_heatmaps_equal_the_pre_refactor_code(name, overrides, fit, one_thread):
         expected = reference[f"{key}/{variant}"]
         if name == "telea":  # the hole MSE is now torch's mean (was numpy's): summation order, <= 1e-6 relative
             np.testing.assert_allclose(heat, expected, rtol=1e-6, atol=0, err_msg=variant)
-        else:  # bitwise
-            np.testing.assert_array_equal(heat, expected, err_msg=variant)
+        else:  # the generator's ELU is now exp(x) - 1 (was expm1) and its convolutions NHWC: float rounding apart,
+            # the same maps. Measured: <= 2e-7 of the map's peak untrained, <= 1e-4 after the 6 Adam steps of the
+            # trained DMSE (Adam's normalised steps amplify last-bit gradient differences), 0 for some variants.
+            np.testing.assert_allclose(heat, expected, rtol=0, atol=2e-4 * np.abs(expected).max(), err_msg=variant)
 
 
 class FixedBackbone(CompletionBackbone):

@@ -1,6 +1,7 @@
 """DeepFill-v1 generator + critics match the official PICARD checkpoints tensor for tensor and layer for layer."""
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import torch
 
 from adbench_dbt.errors import CheckpointError
 from adbench_dbt.completion.critics import GlobalCritic, LocalCritic
-from adbench_dbt.completion.deepfill import InpaintGenerator
+from adbench_dbt.completion.deepfill import ELU, Conv2dBlock, InpaintGenerator, elu
 from adbench_dbt.completion.official_checkpoints import find_checkpoint, load_official, save_official
 
 # The official PICARD checkpoint layout (tensor names/shapes, parameter counts, live dropout, per-layer shapes and conv
@@ -182,3 +183,51 @@ def test_global_critic_extra_conv_for_fov_512():
 def test_generator_rejects_sizes_it_cannot_halve():
     with pytest.raises(ValueError, match="multiple of 8"):
         InpaintGenerator(1, 4)(torch.zeros(1, 1, 30, 30), torch.zeros(1, 1, 30, 30))
+
+
+def test_elu_values_and_gradients_match_torch_elu():
+    """exp(x) - 1 instead of expm1: within half an ulp of 1 (6e-8) in fp32; positives untouched; the autograd path gives the same
+    values and ELU's gradient; bf16 takes the exponential in fp32."""
+    torch.manual_seed(0)
+    x = torch.cat([torch.randn(20000) * 3, torch.tensor([0.0, -0.0, 1e-30, -1e-30, -1e-7, -100.0, 80.0])])
+    fast = elu(x.clone())
+    assert (fast - torch.nn.functional.elu(x)).abs().max() <= 6e-8
+    assert torch.equal(fast[x > 0], x[x > 0])
+    leaf, reference = x.clone().requires_grad_(), x.clone().requires_grad_()
+    differentiable = elu(leaf)
+    assert torch.equal(differentiable.detach(), fast)
+    differentiable.sum().backward()
+    torch.nn.functional.elu(reference).sum().backward()
+    torch.testing.assert_close(leaf.grad, reference.grad, rtol=1e-6, atol=1e-7)
+    low = x.bfloat16()
+    torch.testing.assert_close(elu(low.clone()), torch.nn.functional.elu(low), rtol=8e-3, atol=1e-6)
+
+
+def test_generator_equals_the_official_computation_in_nchw_with_torch_elu():
+    """The fast forward (NHWC weights, `elu`, in-place activations/dropout) against the same weights run the way the
+    official code runs them (NCHW, torch's ELU): float rounding apart, the same completions."""
+    torch.manual_seed(0)
+    fast = InpaintGenerator(1, 16).eval()
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in fast.parameters() if p.dim() == 4)
+    reference = copy.deepcopy(fast).to(memory_format=torch.contiguous_format)
+    for block in reference.modules():
+        if isinstance(block, Conv2dBlock) and isinstance(block.activation, ELU):
+            block.activation = torch.nn.ELU()
+    x = torch.rand(3, 1, 64, 64) * 2 - 1
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 16:48, 16:48] = 1
+    with torch.inference_mode():
+        for gen in (fast, reference):
+            gen.set_dropout(0.5)
+        torch.manual_seed(1)
+        got = fast(x * (1 - mask), mask)
+        torch.manual_seed(1)
+        expected = reference(x * (1 - mask), mask)  # same seed: the same Dropout2d masks
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.manual_seed(1)
+            low = fast(x * (1 - mask), mask)
+    for stage in range(2):
+        torch.testing.assert_close(got[stage], expected[stage], rtol=0, atol=1e-5)
+        assert (low[stage].float() - expected[stage]).abs().max() < 0.02
+    fast.load_state_dict(reference.state_dict())  # an NCHW state dict (official files) keeps the NHWC layout
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in fast.parameters() if p.dim() == 4)
