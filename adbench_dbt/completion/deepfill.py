@@ -32,8 +32,10 @@ def elu(x: torch.Tensor) -> torch.Tensor:
     (~6x slower than this; it was 25-40% of a generator forward). exp(x) - 1 differs from expm1 by <= 6e-8 absolute
     in fp32; bf16/fp16 inputs take the exponential in fp32. In place unless autograd needs the input."""
     exp_dtype = torch.promote_types(x.dtype, torch.float32)
-    if torch.is_grad_enabled() and x.requires_grad:  # the same values, differentiable (grad 1 / exp(x) like ELU)
-        return torch.where(x > 0, x, x.clamp(max=0).to(exp_dtype).exp().sub(1).to(x.dtype))
+    if torch.is_grad_enabled() and x.requires_grad:  # the same values; gradient 1 / exp(x) like ELU's (also at 0)
+        positive = x > 0
+        negative = torch.where(positive, torch.zeros((), dtype=x.dtype, device=x.device), x)
+        return torch.where(positive, x, negative.to(exp_dtype).exp().sub(1).to(x.dtype))
     negative = x.clamp(max=0).to(exp_dtype).exp_().sub_(1).to(x.dtype)  # same dtype: a mixed add_ copies
     return x.clamp_(min=0).add_(negative)
 
