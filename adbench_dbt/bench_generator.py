@@ -18,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -97,10 +98,10 @@ def no_debug_image() -> Iterator[None]:
 def tissue_windows(sl: Slice, window: int, count: int) -> torch.Tensor:
     """`count` copies of the window centred on the breast's centroid (count x 1 x window x window, [0, 1])."""
     image, breast = sl.load()
-    rows, cols = torch.nonzero(torch.as_tensor(breast), as_tuple=True)
-    top = min(max(int(rows.float().mean()) - window // 2, 0), image.shape[0] - window)
-    left = min(max(int(cols.float().mean()) - window // 2, 0), image.shape[1] - window)
-    crop = torch.as_tensor(image[top:top + window, left:left + window]).float()
+    rows, cols = np.nonzero(breast)
+    top = min(max(int(rows.mean()) - window // 2, 0), image.shape[0] - window)
+    left = min(max(int(cols.mean()) - window // 2, 0), image.shape[1] - window)
+    crop = torch.tensor(image[top:top + window, left:left + window], dtype=torch.float32)
     return crop[None, None].expand(count, 1, window, window).contiguous()
 
 
