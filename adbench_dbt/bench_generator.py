@@ -3,11 +3,13 @@
 Both generators get the same weights (the official module tree has the same state-dict names), the same masked
 windows (M completions of each, as PICARD scores them) and the same live dropout layers. Before timing, one forward
 of each from the same random seed must agree (the dropout masks then coincide too), so the rows compare the same
-computation. Forwards are timed interleaved, after a warm-up, in the same process (same thread count), in fp32 and
-under bf16 autocast. The official code is imported from the user's checkout at run time and never shipped.
+computation. Ours runs as built (contiguous weights) and in channels_last (module and input, what the scoring
+modes' channels_last does). Forwards are timed interleaved, after a warm-up, in the same process (same thread
+count), in fp32 and under bf16 autocast. The official code is imported from the user's checkout at run time and never shipped.
 """
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import importlib.util
 import os
@@ -121,7 +123,8 @@ def _interleaved(calls: dict[str, Callable[[], Any]], repeats: int, device: torc
 def bench_against_official(directory: Path, profile: str, overrides: dict[str, Any], sl: Slice, windows: int,
                            repeats: int, device: torch.device, networks: ModuleType | None = None,
                            precisions: tuple[str, ...] = ("fp32", "bf16")) -> list[dict[str, Any]]:
-    """Bench rows (method `picard-generator`, profiles '<profile> official' / '<profile> adbench') per precision;
+    """Bench rows (method `picard-generator`, profiles '<profile> official' / '<profile> adbench' / '<profile> adbench
+    channels_last') per precision;
     `networks`: the official module if already loaded from `directory` (the CLI checks it before reading data)."""
     networks = networks or load_official_networks(directory)
     method = create_method("picard", profile, overrides, device=device)
@@ -132,7 +135,10 @@ def bench_against_official(directory: Path, profile: str, overrides: dict[str, A
     _, masked = backbone.masked_input(tissue_windows(sl, config.window, windows).to(device))
     batch = masked.repeat_interleave(config.completions, dim=0)
     mask = backbone.hole_mask.expand(batch.shape[0], -1, -1, -1)  # the official code takes a per-sample mask
-    calls = {"official": lambda: official(batch, mask), "adbench": lambda: ours(batch, mask)}
+    nhwc = copy.deepcopy(ours).to(memory_format=torch.channels_last)  # what the channels_last scoring mode runs
+    nhwc_batch = batch.contiguous(memory_format=torch.channels_last)
+    calls = {"official": lambda: official(batch, mask), "adbench": lambda: ours(batch, mask),
+             "adbench channels_last": lambda: nhwc(nhwc_batch, mask)}
     grid = WindowGrid(*sl.shape, config.window, config.stride)
     load = os.getloadavg()[0]
     rows = []
@@ -142,14 +148,13 @@ def bench_against_official(directory: Path, profile: str, overrides: dict[str, A
             autocast = torch.autocast(device.type, dtype=PRECISIONS[precision]) if PRECISIONS[precision] else None
             with autocast or nullcontext():
                 seconds = _interleaved(calls, repeats, device)
-            speedup = seconds["official"] / seconds["adbench"]
             for name, s in seconds.items():
                 note = (f"generator forward only: {windows} window(s) x M={config.completions} completions, "
-                        f"{config.window} px; official and adbench interleaved, {repeats} repeats; "
+                        f"{config.window} px; {', '.join(calls)} interleaved, {repeats} repeats; "
                         f"load avg {load:.1f} at start; s_per_slice = x {grid.count} windows; ")
-                note += (f"speedup {speedup:.2f}x over the official code" if name == "adbench" else
+                note += (f"speedup {seconds['official'] / s:.2f}x over the official code" if name != "official" else
                          f"official code from {Path(directory).name}/{NETWORKS} (debug.png write off); "
-                         f"outputs agree to {agreement:.1e} (fp32)")
+                         f"all outputs agree to {agreement:.1e} (fp32)")
                 rows.append({"method": "picard-generator", "profile": f"{profile_label(profile, overrides)} {name}",
                              "shape": f"{sl.shape[0]}x{sl.shape[1]}", "windows": windows,
                              "s_per_slice": s / windows * grid.count, "ms_per_patch": 1000 * s / windows,
@@ -161,13 +166,14 @@ def bench_against_official(directory: Path, profile: str, overrides: dict[str, A
 
 
 def _agreement(calls: dict[str, Callable[[], Any]], directory: Path) -> float:
-    """Max |difference| of both stages' outputs of one seeded fp32 forward each (equal dropout masks); a RunError
-    if the two compute different things."""
+    """Max |difference| from the official code of both stages' outputs of one seeded fp32 forward each (equal
+    dropout masks); a RunError if they compute different things."""
     outputs = {}
     for name, call in calls.items():
         with _seeded(0):
             outputs[name] = [stage.float() for stage in call()[:2]]
-    difference = max((a - b).abs().max().item() for a, b in zip(outputs["official"], outputs["adbench"]))
+    reference = outputs.pop("official")
+    difference = max((a - b).abs().max().item() for ours in outputs.values() for a, b in zip(reference, ours))
     if not difference <= AGREEMENT_ATOL:
         raise RunError(f"{directory}: the official generator's output differs from the project's by {difference:.3g} "
                        f"(max abs, same weights, input and dropout seed; expected <= {AGREEMENT_ATOL}): "

@@ -203,31 +203,38 @@ def test_elu_values_and_gradients_match_torch_elu():
     torch.testing.assert_close(elu(low.clone()), torch.nn.functional.elu(low), rtol=8e-3, atol=1e-6)
 
 
-def test_generator_equals_the_official_computation_in_nchw_with_torch_elu():
-    """The fast forward (NHWC weights, `elu`, in-place activations/dropout) against the same weights run the way the
-    official code runs them (NCHW, torch's ELU): float rounding apart, the same completions."""
+def test_generator_equals_the_official_computation_in_every_mode():
+    """The fast forward (`elu`, in-place activations and dropout), also in channels_last and under bf16 autocast,
+    against the same weights run with torch's ELU (the official computation): the same completions up to float
+    rounding (bf16: its own rounding)."""
     torch.manual_seed(0)
     fast = InpaintGenerator(1, 16).eval()
-    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in fast.parameters() if p.dim() == 4)
-    reference = copy.deepcopy(fast).to(memory_format=torch.contiguous_format)
+    reference = copy.deepcopy(fast)
     for block in reference.modules():
         if isinstance(block, Conv2dBlock) and isinstance(block.activation, ELU):
             block.activation = torch.nn.ELU()
-    x = torch.rand(3, 1, 64, 64) * 2 - 1
-    mask = torch.zeros(1, 1, 64, 64)
-    mask[..., 16:48, 16:48] = 1
+    nhwc = copy.deepcopy(fast).to(memory_format=torch.channels_last)
+    x = (torch.rand(3, 1, 64, 64) * 2 - 1) * (1 - (mask := _centred_mask(64)))
+    runs = {"reference": lambda: reference(x, mask), "fast": lambda: fast(x, mask),
+            "channels_last": lambda: nhwc(x.contiguous(memory_format=torch.channels_last), mask)}
+    out = {}
     with torch.inference_mode():
-        for gen in (fast, reference):
+        for gen in (fast, reference, nhwc):
             gen.set_dropout(0.5)
-        torch.manual_seed(1)
-        got = fast(x * (1 - mask), mask)
-        torch.manual_seed(1)
-        expected = reference(x * (1 - mask), mask)  # same seed: the same Dropout2d masks
+        for name, run in runs.items():
+            torch.manual_seed(1)  # the same Dropout2d masks in every run
+            out[name] = run()
         with torch.autocast("cpu", dtype=torch.bfloat16):
             torch.manual_seed(1)
-            low = fast(x * (1 - mask), mask)
+            low = runs["fast"]()
     for stage in range(2):
-        torch.testing.assert_close(got[stage], expected[stage], rtol=0, atol=1e-5)
-        assert (low[stage].float() - expected[stage]).abs().max() < 0.02
-    fast.load_state_dict(reference.state_dict())  # an NCHW state dict (official files) keeps the NHWC layout
-    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in fast.parameters() if p.dim() == 4)
+        torch.testing.assert_close(out["fast"][stage], out["reference"][stage], rtol=0, atol=1e-5)
+        torch.testing.assert_close(out["channels_last"][stage], out["reference"][stage], rtol=0, atol=1e-5)
+        assert low[stage].dtype == torch.bfloat16
+        assert (low[stage].float() - out["reference"][stage]).abs().max() < 0.02
+
+
+def _centred_mask(side: int) -> torch.Tensor:
+    mask = torch.zeros(1, 1, side, side)
+    mask[..., side // 4:3 * side // 4, side // 4:3 * side // 4] = 1
+    return mask

@@ -5,9 +5,11 @@ load with `strict=True`. Each `Conv2dBlock` that the official inference build gi
 too (`dropout`, no tensors); whether it is *live* is decided by `InpaintGenerator.set_dropout`, independently of
 train/eval mode, because PICARD's pluralism is dropout switched on at inference only.
 
-Speed (CPU, eager): the weights are kept channels_last, so oneDNN convolves NHWC tensors without reordering each
-layer's input and output; activations and dropout work in place; ELU is computed as max(x, 0) + exp(min(x, 0)) - 1
-(see `elu`). `adbench bench --against-official-picard` times this against the official code.
+Speed (CPU, eager): activations and dropout work in place, ELU goes through the vectorised exp (`elu`), and no
+layer copies its input. Convolutions, activations, dropout, upsampling and concatenation keep a channels_last layout,
+so the generator put in channels_last (module and inputs, as the scoring modes do) convolves NHWC, oneDNN's native
+layout (~15% faster on this CPU; the attention's output is NCHW and the next convolution takes it back).
+`adbench bench --against-official-picard` times both layouts against the official code.
 """
 from __future__ import annotations
 
@@ -206,9 +208,6 @@ class InpaintGenerator(nn.Module):
             raise ValueError(f"InpaintGenerator: cnum must be an even number >= 2, got {cnum}")
         self.coarse_generator = CoarseGenerator(input_dim, cnum)
         self.fine_generator = FineGenerator(input_dim, cnum)
-        # NHWC weights make every convolution (hence every activation) NHWC: oneDNN's native layout on CPU, no
-        # per-layer reorders. State dicts keep their official names and shapes; loading copies into this layout.
-        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(x_stage1, x_stage2); the official third output, a flow visualisation, is not computed."""
