@@ -76,6 +76,15 @@ def _report(err: BaseException, message: str, code: int) -> int:
     return code
 
 
+# The scoring execution flags of `run` and `bench` (adbench_dbt/execution.py), declared once.
+PRECISION_OPTION = typer.Option(None, "--precision", help="scoring precision: fp32 | bf16 | fp16 (autocast; distances "
+                                "and final reductions stay fp32)")
+CHANNELS_LAST_OPTION = typer.Option(False, "--channels-last", help="NHWC networks and window batches")
+COMPILE_OPTION = typer.Option(False, "--compile", help="torch.compile the scoring (eager fallback with a notice)")
+CUDA_GRAPHS_OPTION = typer.Option(False, "--cuda-graphs", help="replay CUDA graphs of fixed-shape batches")
+AUTO_BATCH_OPTION = typer.Option(False, "--auto-batch", help="grow the window batch to the largest that fits")
+
+
 def execution_overrides(precision: str | None, channels_last: bool, compile_: bool, cuda_graphs: bool,
                         auto_batch: bool) -> dict[str, Any]:
     """The execution flags as config overrides (only those given: a profile's own settings stay otherwise)."""
@@ -110,12 +119,11 @@ def run(
     breast_only: bool = typer.Option(False, help="AUROC/AP over breast pixels only (default: whole slice, PICARD)"),
     leaderboard: Optional[Path] = typer.Option(None, help="also merge the rows into this leaderboards dir"),
     overlays: bool = typer.Option(True, help="write a PNG overlay per slice"),
-    precision: Optional[str] = typer.Option(None, help="scoring precision: fp32 | bf16 | fp16 (autocast; "
-                                            "distances and final reductions stay fp32)"),
-    channels_last: bool = typer.Option(False, "--channels-last", help="NHWC networks and window batches"),
-    compile_: bool = typer.Option(False, "--compile", help="torch.compile the scoring (eager fallback with a notice)"),
-    cuda_graphs: bool = typer.Option(False, "--cuda-graphs", help="replay CUDA graphs of fixed-shape batches"),
-    auto_batch: bool = typer.Option(False, "--auto-batch", help="grow the window batch to the largest that fits"),
+    precision: Optional[str] = PRECISION_OPTION,
+    channels_last: bool = CHANNELS_LAST_OPTION,
+    compile_: bool = COMPILE_OPTION,
+    cuda_graphs: bool = CUDA_GRAPHS_OPTION,
+    auto_batch: bool = AUTO_BATCH_OPTION,
 ) -> None:
     """Fit (or load) a method, score every test slice, write heatmaps, metrics, overlays and a summary."""
     from adbench_dbt import distributed
@@ -306,12 +314,11 @@ def bench(
     suite: Optional[str] = typer.Option(None, help="run a named suite of cases instead of one method: gpu"),
     dry_run: bool = typer.Option(False, "--dry-run", help="with --suite: smoke profiles, 2 windows, eager, one "
                                  "repeat (checks the suite on any machine in seconds)"),
-    precision: Optional[str] = typer.Option(None, help="scoring precision: fp32 | bf16 | fp16 (autocast; "
-                                            "distances and final reductions stay fp32)"),
-    channels_last: bool = typer.Option(False, "--channels-last", help="NHWC networks and window batches"),
-    compile_: bool = typer.Option(False, "--compile", help="torch.compile the scoring (eager fallback with a notice)"),
-    cuda_graphs: bool = typer.Option(False, "--cuda-graphs", help="replay CUDA graphs of fixed-shape batches"),
-    auto_batch: bool = typer.Option(False, "--auto-batch", help="grow the window batch to the largest that fits"),
+    precision: Optional[str] = PRECISION_OPTION,
+    channels_last: bool = CHANNELS_LAST_OPTION,
+    compile_: bool = COMPILE_OPTION,
+    cuda_graphs: bool = CUDA_GRAPHS_OPTION,
+    auto_batch: bool = AUTO_BATCH_OPTION,
     against_official_picard: Optional[Path] = typer.Option(
         None, help="checkout of the official PICARD code: time its generator against ours (same weights, input and "
         "dropout; --windows windows x M completions, fp32 and bf16 autocast) instead of a method"),
