@@ -54,6 +54,13 @@ def fp32_numerics(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+@fp32_numerics
+def fp32_linear(linear: nn.Linear, features: torch.Tensor) -> torch.Tensor:
+    """A network's output layer in fp32: the logits or critic values scores are ranked (or sampled) by. Under bf16
+    autocast a bf16 output would round them to ~3 significant digits."""
+    return linear(features)
+
+
 def _to_fp32(value: Any) -> Any:
     if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != torch.float32:
         return value.float()

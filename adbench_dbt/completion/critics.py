@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from adbench_dbt.completion.deepfill import Conv2dBlock
-from adbench_dbt.execution import fp32_numerics
+from adbench_dbt.execution import fp32_linear
 
 
 def _halved(size: int, times: int) -> int:
@@ -51,7 +51,7 @@ class LocalCritic(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """N x 1 critic values."""
-        return _linear_fp32(self.linear, self.features(x).flatten(1))
+        return fp32_linear(self.linear, self.features(x).flatten(1))
 
 
 class GlobalCritic(LocalCritic):
@@ -71,9 +71,3 @@ class GlobalCritic(LocalCritic):
             x = self.input_conv(x)
         return super().features(x)
 
-
-@fp32_numerics
-def _linear_fp32(linear: nn.Linear, features: torch.Tensor) -> torch.Tensor:
-    """The critic's one output unit in fp32: under bf16 autocast a bf16 output would quantise the scores DMSE
-    ranks (and subtracts) to ~3 significant digits."""
-    return linear(features)

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adbench_dbt.execution import fp32_linear
+
 
 class GELU2(nn.Module):
     """x * sigmoid(1.702 x): ICT's `GELU2`."""
@@ -96,11 +98,11 @@ class TokenTransformer(nn.Module):
 
     def forward(self, idx: torch.Tensor, holes: torch.Tensor) -> torch.Tensor:
         """B x T x K logits."""
-        return self.head(self.hidden(idx, holes))
+        return fp32_linear(self.head, self.hidden(idx, holes))
 
     def logits_at(self, idx: torch.Tensor, holes: torch.Tensor, position: int) -> torch.Tensor:
         """B x K logits of one position: the head runs on that position only (raster sampling)."""
-        return self.head(self.hidden(idx, holes)[:, position])
+        return fp32_linear(self.head, self.hidden(idx, holes)[:, position])
 
     def official_state_dict(self) -> dict[str, torch.Tensor]:
         """The state dict as ICT saves it: our keys plus each block's unused causal `attn.mask` buffer."""
