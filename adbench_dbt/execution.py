@@ -126,7 +126,14 @@ class WindowExecutor:
             batch = batch.contiguous(memory_format=torch.channels_last)
         if self.cuda_graphs and not self.compile:
             if self._graph is None or not self._graph.accepts(batch):
-                self._graph = _CapturedBatch(self._eager, batch)
+                try:
+                    self._graph = _CapturedBatch(self._eager, batch)
+                except RuntimeError as err:  # e.g. a host synchronisation inside the method cannot be captured
+                    if "out of memory" in str(err).lower():
+                        raise
+                    self.notice(f"CUDA graph capture failed ({str(err).splitlines()[0][:120]}); scoring without")
+                    self.cuda_graphs, self._graph = False, None
+                    return self._eager(batch)
             return self._graph.replay(batch)
         if self.compile and self._compiled is not None:
             try:
