@@ -33,7 +33,7 @@ BENCH_KEY = ["method", "profile", "variant_count", "shape", "device", "precision
 BENCH_COLUMNS = ["method", "profile", "shape", "windows", "s_per_slice", "extrapolated", "ms_per_patch",
                  "windows_per_s", "flop_per_window", "tflops", "pct_of_peak", "peak_tflops", "peak_memory_gb",
                  "rank_vs_fp32", "repeats", "variant_count", "device", "precision", "batch_size", "harness_revision", "date",
-                 "forwards_per_window", "timing", "peak_basis", "memory_basis"]
+                 "forwards_per_window", "timing", "peak_basis", "memory_basis", "fit_s"]
 
 
 class EngineProbe(WindowMethod):
@@ -56,6 +56,15 @@ def build_for_bench(method: str, profile: str, overrides: dict[str, Any], device
     model = create_method(method, profile, overrides, device=device)
     model.prepare_untrained(train)
     return model
+
+
+def fit_for_bench(method: str, profile: str, overrides: dict[str, Any], device: torch.device,
+                  train: Sequence[Slice]) -> tuple[Method, float]:
+    """The method fitted on `train` as `adbench run` fits it (random or profile weights), and the fit's seconds."""
+    model = create_method(method, profile, overrides, device=device)
+    with stopwatch(model.device) as t:
+        model.fit(train)
+    return model, t[0]
 
 
 def time_slice(model: Method, sl: Slice, repeats: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -322,10 +322,12 @@ def bench(
     against_official_picard: Optional[Path] = typer.Option(
         None, help="checkout of the official PICARD code: time its generator against ours (same weights, input and "
         "dropout; --windows windows x M completions, fp32 and bf16 autocast) instead of a method"),
+    fit: bool = typer.Option(False, "--fit", help="also time fit() on the preset's training slices (fit_s)"),
 ) -> None:
-    """Time one method on one phantom slice (random weights): s/slice, ms/patch, windows/s; or, with --train, its
-    training throughput."""
-    from adbench_dbt.bench import SUITES, bench_row, build_for_bench, merge_bench, run_suite, time_slice, time_windows
+    """Time one method on one phantom slice (random weights): s/slice, ms/patch, windows/s (and, with --fit, the
+    fit's seconds); or, with --train, its training throughput."""
+    from adbench_dbt.bench import (SUITES, bench_row, build_for_bench, fit_for_bench, merge_bench, run_suite,
+                                   time_slice, time_windows)
     from adbench_dbt.datasets_resolve import open_dataset
     from adbench_dbt.timing import resolve_device
 
@@ -359,10 +361,12 @@ def bench(
         merge_train_bench(out or Path("leaderboards/bench-train.csv"), [measured])
         console.print("\n".join(f"{k:<18} {v}" for k, v in measured.items()), highlight=False)
         return
-    model = build_for_bench(method, profile, overrides, dev, data.dataset.split("train"))
+    slices = data.dataset.split("train")
+    model, fit_s = (fit_for_bench(method, profile, overrides, dev, slices) if fit
+                    else (build_for_bench(method, profile, overrides, dev, slices), None))
     test = data.dataset.split("test")[0]
     timing = time_slice(model, test, repeats)[0] if windows is None else time_windows(model, test, windows, repeats)
-    row = bench_row(method, profile, overrides, model, timing)
+    row = {**bench_row(method, profile, overrides, model, timing), "fit_s": fit_s}
     table = merge_bench(out or Path("leaderboards/bench.csv"), [row])
     console.print(table.tail(1).T.to_string(header=False))
 
