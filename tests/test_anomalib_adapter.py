@@ -44,7 +44,8 @@ def test_adding_a_row_registers_a_model_that_fits_and_scores(tiny):
         torch_model="anomalib.models.image.reverse_distillation.torch_model:ReverseDistillationModel",
         kwargs=lambda c: {"backbone": c.backbone, "input_size": (c.window, c.window), "layers": list(c.layers),
                           "anomaly_map_mode": "multiply", "pre_trained": False},
-        backbone_modules=("encoder.feature_extractor",), optimizer="adam", trainable=("bottleneck", "decoder"),
+        backbone_modules=("encoder.feature_extractor",), frozen=("encoder",), optimizer="adam",
+        trainable=("bottleneck", "decoder"),
         loss="anomalib.models.image.reverse_distillation.loss:ReverseDistillationLoss")
     try:
         cls = register_model(row)
@@ -113,7 +114,8 @@ def test_adbench_methods_shows_which_models_need_weights(capsys, monkeypatch):
     with pytest.raises(SystemExit) as done:
         cli.main(["methods"])
     assert done.value.code == 0
-    rows = {line.split("│")[1].strip(): line for line in capsys.readouterr().out.splitlines() if line.count("│") > 2}
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split("│")[1].strip(): line for line in lines if line.count("│") > 2}
     for name in ("patchcore", "padim", "stfpm"):
         assert "backbone weights: a local timm state dict (backbone_weights)" in rows[name], rows[name]
     assert "teacher: a local PDN file" in rows["efficientad"] and "teacher" not in rows["padim"]
@@ -157,7 +159,8 @@ def test_efficientad_teacher_loads_from_a_local_file(tmp_path, tiny):
     method.prepare_untrained(train)
     for key, value in method.model.teacher.state_dict().items():
         torch.testing.assert_close(value, teacher[key], msg=key)
-    assert method.model.mean_std["std"].min() > 0 and method.model.quantiles["qb_st"] > method.model.quantiles["qa_st"]
+    quantiles = method.model.quantiles
+    assert method.model.mean_std["std"].min() > 0 and quantiles["qb_st"] > quantiles["qa_st"]
     with pytest.raises(ConfigError, match="teacher_weights: teacher_source=file needs"):
         create_method("efficientad", "smoke", {"teacher_source": "file"}).prepare_untrained(train)
 
@@ -165,3 +168,25 @@ def test_efficientad_teacher_loads_from_a_local_file(tmp_path, tiny):
 def test_penalty_and_distillation_photos_ship_with_scikit_image():
     crops = photo_crops(6, 64, np.random.default_rng(0), torch.device("cpu"))
     assert crops.shape == (6, 3, 64, 64) and 0 <= crops.min() and crops.max() <= 1 and crops.std() > 0.05
+
+
+def test_training_keeps_the_pretrained_teacher_frozen_and_the_student_training():
+    from adbench_dbt.methods.anomalib.recipes import feature_mode
+
+    method = create_method("stfpm", "smoke")
+    feature_mode(method.model, method.spec.frozen)
+    assert not any(m.training for m in method.model.teacher_model.modules())
+    assert all(m.training for m in method.model.student_model.modules())
+
+
+def test_trained_models_checkpoint_and_log_in_the_work_dir(tmp_path, tiny):
+    train, _ = tiny
+    method = create_method("stfpm", "smoke", {"steps": 2, "checkpoint_every": 1})
+    method.work_dir = tmp_path
+    method.fit(train)
+    assert (tmp_path / "train" / "checkpoint.pt").is_file() and (tmp_path / "train" / "train-log.jsonl").is_file()
+    again = create_method("stfpm", "smoke", {"steps": 2, "checkpoint_every": 1})
+    again.work_dir = tmp_path  # a finished fit resumes at its last step: same weights, no step redone
+    again.fit(train)
+    for key, value in method.model.student_model.state_dict().items():
+        torch.testing.assert_close(again.model.student_model.state_dict()[key], value, msg=key)

@@ -8,6 +8,7 @@ models that feed a backbone directly), and comes out as the model's anomaly map,
 from __future__ import annotations
 
 import importlib
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,7 @@ class ModelSpec:
     kwargs: Callable[[AnomalibConfig], dict[str, Any]]
     recipe: "Recipe"
     backbone_modules: tuple[str, ...] = ()
+    frozen: tuple[str, ...] = ()  # pretrained parts kept in eval mode while the rest is in training mode
     normalise: bool = True
     # trained models: optimiser, the modules it updates (attribute paths; () = all), lr drops x0.1 at these
     # fractions of the steps, and the anomalib loss class ('module:Class') over the training-mode outputs
@@ -119,8 +121,12 @@ class Recipe:
 
 
 def import_object(path: str) -> Any:
+    """'module:Name' imported on first use; anomalib's own deprecation notices (its package imports every model)
+    are not the user's concern."""
     module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return getattr(importlib.import_module(module), name)
 
 
 @contextmanager

@@ -10,7 +10,7 @@ the harness gives methods no normal validation slices).
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import timm
@@ -177,10 +177,13 @@ class EfficientAd(Trained):
         method.model.mean_std["mean"].data = mean.float()[None, :, None, None]
         method.model.mean_std["std"].data = std.float()[None, :, None, None]
 
-    def step_loss(self, method: "AnomalibMethod", batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        penalty = photo_crops(len(batch), method.input_side, rng, method.device)
-        loss_st, loss_ae, loss_stae = method.model(batch, penalty)
-        return loss_st + loss_ae + loss_stae
+    def objective(self, method: "AnomalibMethod") -> Callable[[torch.Tensor, np.random.Generator], torch.Tensor]:
+        """anomalib's three losses; the penalty batch is bundled photos in place of ImageNet."""
+        def step(batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+            penalty = photo_crops(len(batch), method.input_side, rng, method.device)
+            return sum(method.model(batch, penalty))
+
+        return step
 
     @torch.no_grad()
     def after(self, method: "AnomalibMethod", train: Sequence[Slice], rng: np.random.Generator) -> None:

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -26,20 +26,19 @@ if TYPE_CHECKING:
     from .adapter import AnomalibMethod
 
 
-def feature_mode(model: nn.Module) -> None:
-    """anomalib's training branch (model.training) with frozen backbones kept in eval mode (BatchNorm statistics
-    of the pretrained network must not move)."""
+def feature_mode(model: nn.Module, frozen: Sequence[str]) -> None:
+    """anomalib's training branch (model.training) with the frozen pretrained parts kept in eval mode (their
+    BatchNorm statistics must not move)."""
     model.train()
-    for name, module in model.named_modules():
-        if name.endswith(("feature_extractor", "teacher_model", "teacher")):
-            module.eval()
+    for path in frozen:
+        submodule(model, path).eval()
 
 
 class MemoryBank(Recipe):
     def fit(self, method: "AnomalibMethod", train: Sequence[Slice], rng: np.random.Generator,
             gen: torch.Generator) -> None:
         model, cfg = method.model, method.config
-        feature_mode(model)
+        feature_mode(model, method.spec.frozen)
         with torch.no_grad():
             for batch in method.window_batches(train, rng):
                 model(batch)  # appends the batch's patch embeddings to model.embedding_store
@@ -56,7 +55,7 @@ class MemoryBank(Recipe):
 class Gaussians(Recipe):
     def fit(self, method: "AnomalibMethod", train: Sequence[Slice], rng: np.random.Generator,
             gen: torch.Generator) -> None:
-        feature_mode(method.model)
+        feature_mode(method.model, method.spec.frozen)
         with torch.no_grad():
             for batch in method.window_batches(train, rng):
                 method.model(batch)  # appends the batch's embeddings to model.memory_bank
@@ -83,13 +82,10 @@ class Trained(Recipe):
     def after(self, method: "AnomalibMethod", train: Sequence[Slice], rng: np.random.Generator) -> None:
         """Work after the training loop (EfficientAD: the map-normalising quantiles)."""
 
-    def step_loss(self, method: "AnomalibMethod", batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        return self.loss_module(method)(*method.model(batch))
-
-    def loss_module(self, method: "AnomalibMethod") -> nn.Module:
-        if not hasattr(method, "_loss_module"):
-            method._loss_module = import_object(method.spec.loss)().to(method.device)
-        return method._loss_module
+    def objective(self, method: "AnomalibMethod") -> Callable[[torch.Tensor, np.random.Generator], torch.Tensor]:
+        """The loss of one batch of training inputs: the row's anomalib loss over the training-mode outputs."""
+        loss = import_object(method.spec.loss)().to(method.device)
+        return lambda batch, rng: loss(*method.model(batch))
 
     def optimizer(self, method: "AnomalibMethod") -> torch.optim.Optimizer:
         spec, cfg = method.spec, method.config
@@ -105,10 +101,11 @@ class Trained(Recipe):
         optimizer = self.optimizer(method)
         milestones = sorted({max(1, int(f * cfg.steps)) for f in method.spec.lr_drops})
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1) if milestones else None
-        feature_mode(method.model)
+        objective = self.objective(method)
+        feature_mode(method.model, method.spec.frozen)
 
         def loss(_: int) -> torch.Tensor:
-            return self.step_loss(method, method.training_windows(train, cfg.train_batch, rng), rng)
+            return objective(method.training_windows(train, cfg.train_batch, rng), rng)
 
         run_steps(loss, optimizer, cfg.steps, method.name, config=cfg, work_dir=stage_dir(method, "train"),
                   modules={"model": method.model}, rng=rng, gen=gen, scheduler=scheduler)
@@ -130,11 +127,15 @@ class SimulatedAnomalies(Trained):
     """DRAEM: Perlin-noise anomalies pasted into normal windows (no external texture set: noise textures), then
     anomalib's reconstruction + SSIM + focal loss on the reconstructive and discriminative sub-networks."""
 
-    def step_loss(self, method: "AnomalibMethod", batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    def objective(self, method: "AnomalibMethod") -> Callable[[torch.Tensor, np.random.Generator], torch.Tensor]:
         from anomalib.data.utils.generators.perlin import PerlinAnomalyGenerator
 
-        if not hasattr(method, "_augmenter"):
-            method._augmenter = PerlinAnomalyGenerator(anomaly_source_path=None, blend_factor=method.config.blend)
-        augmented, mask = method._augmenter(batch)
-        reconstruction, prediction = method.model(augmented)
-        return self.loss_module(method)(batch, reconstruction, mask, prediction)
+        augmenter = PerlinAnomalyGenerator(anomaly_source_path=None, blend_factor=method.config.blend)
+        loss = import_object(method.spec.loss)().to(method.device)
+
+        def step(batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+            augmented, mask = augmenter(batch)
+            reconstruction, prediction = method.model(augmented)
+            return loss(batch, reconstruction, mask, prediction)
+
+        return step
