@@ -52,6 +52,9 @@ class AnomalibConfig(WindowConfig, TrainingConfig):
                                                     "banks, Gaussians and map statistics")
     # PatchCore
     coreset_ratio: float = Field(0.1, gt=0, le=1, description="memory bank kept by the greedy coreset")
+    coreset_presample: int | None = Field(None, ge=1, description="select the coreset from a random subset of "
+                                                                   "this many patch features (an approximation "
+                                                                   "anomalib does not make; None: exact)")
     num_neighbors: int = Field(9, ge=1, description="memory-bank neighbours reweighting the image score")
     # PaDiM
     n_features: int | None = Field(None, ge=1, description="random feature subset (None: anomalib's default)")

@@ -20,7 +20,7 @@ from adbench_dbt.data.slices import Slice
 from adbench_dbt.training import run_steps
 
 from .adapter import Recipe, import_object, submodule
-from .coreset import greedy_coreset
+from .coreset import coreset_size, greedy_coreset
 
 if TYPE_CHECKING:
     from .adapter import AnomalibMethod
@@ -44,7 +44,8 @@ class MemoryBank(Recipe):
                 model(batch)  # appends the batch's patch embeddings to model.embedding_store
         bank = torch.vstack(model.embedding_store)
         model.embedding_store.clear()
-        keep = greedy_coreset(bank, max(1, int(len(bank) * cfg.coreset_ratio)), seed=cfg.seed)
+        keep = greedy_coreset(bank, coreset_size(len(bank), cfg.coreset_ratio), seed=cfg.seed,
+                              presample=cfg.coreset_presample)
         model.memory_bank = bank[keep]
 
     def prepare_untrained(self, method: "AnomalibMethod", train: Sequence[Slice]) -> None:
