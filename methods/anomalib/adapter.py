@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
+from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,15 +113,17 @@ class ModelSpec:
     adapt: Callable[[nn.Module, AnomalibConfig], None] | None = None  # settings anomalib's constructor lacks
 
 
-class Recipe:
+class Recipe(ABC):
     """How a model learns from normal windows (memory bank, Gaussians, a training loop, ...)."""
 
+    @abstractmethod
     def fit(self, method: "AnomalibMethod", train: Sequence[Slice], rng: np.random.Generator,
             gen: torch.Generator) -> None:
-        raise NotImplementedError
+        """Fit `method.model` on windows of the normal training slices."""
 
+    @abstractmethod
     def prepare_untrained(self, method: "AnomalibMethod", train: Sequence[Slice]) -> None:
-        """What scoring needs without training (bench): by default the fit itself with training switched off."""
+        """What scoring needs without training (bench timing with untrained weights)."""
 
 
 def import_object(path: str) -> Any:
@@ -144,10 +147,6 @@ def offline_timm() -> Iterator[None]:
 
     with mock.patch.object(timm, "create_model", untrained):
         yield
-
-
-def submodule(model: nn.Module, path: str) -> nn.Module:
-    return model.get_submodule(path)
 
 
 def backbone_state(config: AnomalibConfig) -> tuple[dict[str, torch.Tensor] | None, str]:
@@ -232,7 +231,7 @@ class AnomalibMethod(WindowMethod):
         state, source = backbone_state(self.config)
         if state is not None:
             for path in self.spec.backbone_modules:
-                load_into(submodule(self.model, path), state, source)
+                load_into(self.model.get_submodule(path), state, source)
         return source
 
     # ---- fit / score -----------------------------------------------------------------------------------------

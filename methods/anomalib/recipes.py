@@ -19,7 +19,7 @@ from torch import nn
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.training import run_steps
 
-from .adapter import Recipe, import_object, submodule
+from .adapter import Recipe, import_object
 from .coreset import coreset_size, greedy_coreset
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def feature_mode(model: nn.Module, frozen: Sequence[str]) -> None:
     BatchNorm statistics must not move)."""
     model.train()
     for path in frozen:
-        submodule(model, path).eval()
+        model.get_submodule(path).eval()
 
 
 class MemoryBank(Recipe):
@@ -90,7 +90,7 @@ class Trained(Recipe):
 
     def optimizer(self, method: "AnomalibMethod") -> torch.optim.Optimizer:
         spec, cfg = method.spec, method.config
-        modules = [submodule(method.model, p) for p in spec.trainable] or [method.model]
+        modules = [method.model.get_submodule(p) for p in spec.trainable] or [method.model]
         params = [p for m in modules for p in m.parameters() if p.requires_grad]
         if spec.optimizer == "sgd":
             return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
