@@ -179,8 +179,6 @@ class AnomalibMethod(WindowMethod):
     def __init__(self, config: AnomalibConfig | None = None, device: str | torch.device = "cpu") -> None:
         super().__init__(config, device)
         cfg = self.config
-        if self.spec.backbone_modules and cfg.backbone_source == "file" and not cfg.backbone_weights:
-            backbone_state(cfg)  # the one-line error, before any work
         with seeded_weights(cfg.seed), offline_timm():  # PaDiM draws its feature subset from torch's RNG here
             self.model: nn.Module = import_object(self.spec.torch_model)(**self.spec.kwargs(cfg))
             if self.spec.adapt is not None:
