@@ -48,7 +48,7 @@ def fidelity(run_dir: str | Path, overrides: dict[str, Any], slices: int, device
     record = read_run_json(run_dir / "run.json", "run record")
     if not (run_dir / "model").is_dir():
         raise RunError(f"{run_dir}: no saved model (model/); only a run that fitted its own model can be re-scored")
-    data = open_dataset(record["dataset_root"])
+    data = open_dataset(record["dataset_root"], cache=record.get("cache"))
     if data.fingerprint != record["fingerprint"]:
         raise RunError(f"{record['dataset_root']}: split fingerprint {data.fingerprint[:12]} is not the run's "
                        f"{record['fingerprint'][:12]}; the data changed since the run")
@@ -73,7 +73,7 @@ def fidelity(run_dir: str | Path, overrides: dict[str, Any], slices: int, device
             torch.manual_seed(slice_seed(config.seed, sl.id))
             again = reference.score_map(sl)
             reference_diff = max(float(np.abs(again[v] - stored[v]).max()) for v in stored)
-        torch.manual_seed(slice_seed(config.seed, sl.id))
+        torch.manual_seed(slice_seed(changed.config.seed, sl.id))  # `--set seed=1`: the seed-to-seed floor
         maps = changed.score_map(sl)
         for v in stored:
             rho.setdefault(v, []).append(spearman(stored[v], maps[v]))

@@ -271,3 +271,20 @@ def test_gpu_suite_dry_run_writes_a_row_per_case(tmp_path):
     methods = table[table["method"] != "engine"]
     assert (methods["flop_per_window"] > 0).all() and methods["peak_tflops"].notna().all()
     assert out.with_suffix(".md").read_text().count("\n| ") == len(table) + 1  # the header and one line a row
+
+
+# ---- adbench fidelity ------------------------------------------------------------------------------------------------
+def test_fidelity_rescoring_reproduces_the_run_and_measures_another_mode(tmp_path, cache_root):
+    from adbench_dbt.fidelity import fidelity, merge_fidelity
+    from adbench_dbt.runner import RunSpec, run
+
+    run(RunSpec(method="picard", profile="smoke", dataset="phantom:tiny", device="cpu", out=str(tmp_path / "runs"),
+                cache=str(cache_root), overlays=False, overrides={"iterations": 2}))
+    (run_dir,) = [p.parent for p in (tmp_path / "runs").rglob("summary.json")]
+    same = fidelity(run_dir, {"precision": "fp32"}, slices=2)
+    assert {r["variant"] for r in same} == set(create_method("picard", "smoke").variants)
+    assert all(r["reference_max_abs_diff"] == 0 and r["spearman_min"] == 1.0 and r["passes"] for r in same)
+    other_seed = fidelity(run_dir, {"seed": 1}, slices=2)  # PICARD's dropout: another seed, other completions
+    assert min(r["spearman_min"] for r in other_seed) < 1.0
+    table = merge_fidelity(tmp_path / "fidelity.csv", same + other_seed)
+    assert len(table) == 2 * len(same) and (tmp_path / "fidelity.md").read_text().startswith("# Reduced-precision")
