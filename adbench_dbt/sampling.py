@@ -23,8 +23,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from adbench_dbt.data.slices import Slice
-from adbench_dbt.errors import ConfigError
+from adbench_dbt.errors import ConfigError, RunError
 from adbench_dbt.training import TrainingConfig, note_samples
+
+
+WORKER_TIMEOUT_S = 600.0
+"""A loader worker that delivers no batch for this long has stalled (a crop takes milliseconds, a slice load
+seconds): the fit stops with an error instead of waiting forever."""
 
 
 def sample_tissue_crops(slices: Sequence[Slice], count: int, size: int, rng: np.random.Generator,
@@ -179,9 +184,18 @@ class CropStream:
             self._iterator = iter(DataLoader(
                 self.dataset, batch_size=None, sampler=range(step, len(self.dataset)), num_workers=self.workers,
                 prefetch_factor=self.prefetch, collate_fn=_as_is, pin_memory=self.device.type == "cuda",
-                generator=torch.Generator().manual_seed(0)))  # the workers' base seed: not from the global RNG
+                generator=torch.Generator().manual_seed(0),  # the workers' base seed: not from the global RNG
+                timeout=WORKER_TIMEOUT_S))
         self._next = step + 1
-        images, masks = next(self._iterator)
+        try:
+            images, masks = next(self._iterator)
+        except RuntimeError as exc:
+            if "timed out" not in str(exc):
+                raise
+            self.close()
+            raise RunError(f"loader_workers: no training crops from the {self.workers} loader worker(s) for "
+                           f"{WORKER_TIMEOUT_S:g} s at step {step}; set loader_workers=0 to cut crops in the "
+                           f"training process") from exc
         return images.to(self.device, non_blocking=True), masks.to(self.device, non_blocking=True)
 
     def close(self) -> None:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from adbench_dbt.errors import CheckpointError, ConfigError
+from adbench_dbt import sampling
+from adbench_dbt.errors import CheckpointError, ConfigError, RunError
 from adbench_dbt.registry import create_method
 from adbench_dbt.sampling import CropStream, _StepCrops
 from adbench_dbt.training import LOG_FILE, MODE_FIELDS, TrainingConfig, TrainingMode, check_resumable, resume_settings
@@ -138,6 +139,21 @@ def test_worker_crops_depend_on_the_step_not_on_the_workers(train) -> None:
                 assert torch.equal(images, reference[step][0]) and torch.equal(masks, reference[step][1])
     assert not torch.equal(reference[0][0], reference[1][0])
     assert rng.bit_generator.state == np.random.default_rng(0).bit_generator.state  # workers leave the fit's stream
+
+
+def test_a_stalled_loader_worker_is_an_error_naming_the_field_not_a_hang(train, monkeypatch) -> None:
+    import time
+
+    def stall(*args, **kwargs):
+        time.sleep(30)
+
+    monkeypatch.setattr(sampling, "WORKER_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(sampling, "sample_tissue_crops", stall)  # the forked worker inherits the stall
+    started = time.monotonic()
+    with CropStream(train, 3, 32, "cpu", workers=1, key=(0, 0)) as stream:
+        with pytest.raises(RunError, match="loader_workers: no training crops .* for 1 s at step 0"):
+            stream.take(0, np.random.default_rng(0))
+    assert time.monotonic() - started < 25
 
 
 def test_bench_train_writes_rows(tmp_path, cache_root, tiny_dataset, capsys) -> None:
