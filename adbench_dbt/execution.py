@@ -8,8 +8,8 @@ promotes their tensor arguments, so a bf16 run differs from fp32 only inside the
 from __future__ import annotations
 
 import functools
-from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Callable, Iterable, TypeVar
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import torch
 from rich.console import Console
@@ -59,6 +59,52 @@ def fp32_linear(linear: nn.Linear, features: torch.Tensor) -> torch.Tensor:
     """A network's output layer in fp32: the logits or critic values scores are ranked (or sampled) by. Under bf16
     autocast a bf16 output would round them to ~3 significant digits."""
     return linear(features)
+
+
+class NetworkAutocast:
+    """Reduced precision only inside named networks, for models whose forward mixes networks with score arithmetic
+    (anomalib's: features -> embeddings -> distances -> blurred maps, all in one `forward`).
+
+    Inside `scoring()` autocast is off, so the arithmetic between the networks runs in fp32; each wrapped network
+    runs under the autocast that was active when scoring began and hands back fp32 outputs. Outside `scoring()`
+    (fitting) the networks run as they are.
+    """
+
+    def __init__(self, networks: Iterable[nn.Module]) -> None:
+        self.dtype: torch.dtype | None = None
+        self.device_type = "cpu"
+        for network in networks:
+            network.forward = self._at_precision(network.forward)
+
+    def _at_precision(self, forward: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(forward)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            if self.dtype is None:
+                return forward(*args, **kwargs)
+            with torch.autocast(self.device_type, dtype=self.dtype):
+                return _tree_fp32(forward(*args, **kwargs))
+
+        return run
+
+    @contextmanager
+    def scoring(self, device_type: str) -> Iterator[None]:
+        """Autocast off; the networks at the dtype autocast had on entry (none: fp32 throughout)."""
+        enabled = torch.is_autocast_enabled(device_type)
+        self.dtype, self.device_type = (torch.get_autocast_dtype(device_type) if enabled else None), device_type
+        try:
+            with torch.autocast(device_type, enabled=False):
+                yield
+        finally:
+            self.dtype = None
+
+
+def _tree_fp32(value: Any) -> Any:
+    """Every floating tensor of a network's output (a tensor, or dicts / lists / tuples of them) in fp32."""
+    if isinstance(value, dict):
+        return {k: _tree_fp32(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(_tree_fp32(v) for v in value)
+    return _to_fp32(value)
 
 
 def _to_fp32(value: Any) -> Any:

@@ -44,7 +44,7 @@ def test_adding_a_row_registers_a_model_that_fits_and_scores(tiny):
         torch_model="anomalib.models.image.reverse_distillation.torch_model:ReverseDistillationModel",
         kwargs=lambda c: {"backbone": c.backbone, "input_size": (c.window, c.window), "layers": list(c.layers),
                           "anomaly_map_mode": "multiply", "pre_trained": False},
-        backbone_modules=("encoder.feature_extractor",), frozen=("encoder",), optimizer="adam",
+        networks=("encoder", "bottleneck", "decoder"), backbone_modules=("encoder.feature_extractor",), frozen=("encoder",), optimizer="adam",
         trainable=("bottleneck", "decoder"),
         loss="anomalib.models.image.reverse_distillation.loss:ReverseDistillationLoss")
     try:
@@ -191,3 +191,49 @@ def test_trained_models_checkpoint_and_log_in_the_work_dir(tmp_path, tiny):
     again.fit(train)
     for key, value in method.model.student_model.state_dict().items():
         torch.testing.assert_close(again.model.student_model.state_dict()[key], value, msg=key)
+
+
+def test_under_bf16_only_the_networks_run_reduced_and_the_map_arithmetic_stays_fp32(tiny, monkeypatch):
+    """PatchCore's nearest-neighbour distances under bf16 scoring: fp32 inputs with autocast off (bf16 distances
+    between close embeddings would be rounding noise), while the backbone's convolutions did run in bf16."""
+    from anomalib.models.image.patchcore.torch_model import PatchcoreModel
+
+    train, test = tiny
+    seen: list[tuple[torch.dtype, bool]] = []
+    distance = PatchcoreModel.euclidean_dist
+
+    def recording(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        seen.append((x.dtype, torch.is_autocast_enabled("cpu")))
+        return distance(x, y)
+
+    monkeypatch.setattr(PatchcoreModel, "euclidean_dist", staticmethod(recording))
+    method = create_method("patchcore", "smoke", {"precision": "bf16"})
+    method.fit(train)
+    conv_outputs: list[torch.dtype] = []
+    conv = next(m for m in method.model.feature_extractor.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda module, args, out: conv_outputs.append(out.dtype))
+    seen.clear()
+    method.score_map(test[0])
+    assert seen and set(seen) == {(torch.float32, False)}
+    assert conv_outputs and set(conv_outputs) == {torch.bfloat16}
+
+
+@pytest.mark.parametrize("name", [spec.name for spec in MODELS])
+def test_bf16_scoring_ranks_pixels_as_fp32_does(name, tiny):
+    """Every model of the table under bf16 against fp32 (same weights, smoke size): autocast ran (the maps differ)
+    and the pixel ranking agrees (the trained check at the issue's bar is docs/precision-fidelity.md)."""
+    from scipy.stats import spearmanr
+
+    train, test = tiny
+    maps = {}
+    for precision in ("fp32", "bf16"):
+        method = create_method(name, "smoke", {"precision": precision})
+        torch.manual_seed(0)
+        method.fit(train)
+        torch.manual_seed(7)
+        maps[precision] = method.score_map(test[0])["score"]
+    assert np.isfinite(maps["bf16"]).all() and not np.array_equal(maps["fp32"], maps["bf16"])
+    rho = spearmanr(maps["fp32"].ravel(), maps["bf16"].ravel())[0]
+    # DRAEM's smoke model has had one training step: its segmentation softmax is near-uniform, so bf16 rounding
+    # reorders near-tied pixels (0.93 measured); the trained demo model is measured in docs/precision-fidelity.md
+    assert rho >= (0.9 if name == "draem" else 0.99), f"{name}: Spearman {rho:.4f} between bf16 and fp32"

@@ -26,6 +26,7 @@ from torch import nn
 from adbench_dbt.config import WindowConfig, content_field
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.errors import ConfigError
+from adbench_dbt.execution import NetworkAutocast
 from adbench_dbt.method import WindowMethod
 from adbench_dbt.registry import register_method
 from adbench_dbt.sampling import sample_tissue_crops
@@ -90,9 +91,11 @@ class ModelSpec:
     """One row of the model table: everything that differs between anomalib models.
 
     `torch_model` is 'module:Class' (imported on first use: `adbench methods` stays fast); `kwargs` maps the config
-    to its constructor arguments; `recipe` fits it (recipes.py); `backbone_modules` are the attribute paths of the
-    timm feature extractors that take the pretrained backbone; `normalise` says whether inputs get the backbone's
-    mean/std (False: [0, 1] inputs, for models that normalise themselves or have no pretrained part).
+    to its constructor arguments; `recipe` fits it (recipes.py); `networks` are the attribute paths of the
+    submodules that run at the scoring precision (under bf16/fp16 everything else in the model's forward, from
+    embeddings to distances and blurred maps, stays fp32); `backbone_modules` are those of the timm feature
+    extractors that take the pretrained backbone; `normalise` says whether inputs get the backbone's mean/std
+    (False: [0, 1] inputs, for models that normalise themselves or have no pretrained part).
     """
 
     name: str
@@ -100,6 +103,7 @@ class ModelSpec:
     torch_model: str
     kwargs: Callable[[AnomalibConfig], dict[str, Any]]
     recipe: "Recipe"
+    networks: tuple[str, ...]
     backbone_modules: tuple[str, ...] = ()
     frozen: tuple[str, ...] = ()  # pretrained parts kept in eval mode while the rest is in training mode
     normalise: bool = True
@@ -184,6 +188,7 @@ class AnomalibMethod(WindowMethod):
             if self.spec.adapt is not None:
                 self.spec.adapt(self.model, cfg)
         self.model.to(self.device).eval()
+        self.network_autocast = NetworkAutocast(self.model.get_submodule(path) for path in self.spec.networks)
         pretrained = timm.models.get_pretrained_cfg(cfg.backbone)
         stats = (pretrained.mean, pretrained.std) if pretrained is not None else ((0.485, 0.456, 0.406),
                                                                                   (0.229, 0.224, 0.225))
@@ -251,7 +256,8 @@ class AnomalibMethod(WindowMethod):
         return maps[:, None] if maps.dim() == 3 else maps
 
     def score_windows(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
-        maps = self.anomaly_maps(self.inputs(windows))
+        with self.network_autocast.scoring(self.device.type):  # bf16/fp16 only inside `spec.networks`
+            maps = self.anomaly_maps(self.inputs(windows))
         return {"score": F.adaptive_avg_pool2d(maps.float(), self.config.map_size)[:, 0]}
 
     # ---- persistence -----------------------------------------------------------------------------------------
