@@ -25,6 +25,7 @@ from adbench_dbt.io import read_run_json
 from adbench_dbt.metrics import slice_metrics
 from adbench_dbt.registry import get_method
 from adbench_dbt.runner import slice_seed
+from adbench_dbt.summary import read_slice_record
 from adbench_dbt.timing import resolve_device
 
 SPEARMAN_BAR = 0.999
@@ -75,10 +76,12 @@ def fidelity(run_dir: str | Path, overrides: dict[str, Any], slices: int, device
             reference_diff = max(float(np.abs(again[v] - stored[v]).max()) for v in stored)
         torch.manual_seed(slice_seed(changed.config.seed, sl.id))  # `--set seed=1`: the seed-to-seed floor
         maps = changed.score_map(sl)
+        recorded = read_slice_record(run_dir / "slices" / f"{sl.id}.json").metrics  # the run's own AUROCs
         for v in stored:
             rho.setdefault(v, []).append(spearman(stored[v], maps[v]))
-            for target, heat in ((auroc_run, stored[v]), (auroc_mode, maps[v])):
-                value = slice_metrics(heat, sl.label_mask, breast, record.get("breast_only", False), sl.id)["auroc"]
+            run_value = recorded[v].auroc
+            mode_value = slice_metrics(maps[v], sl.label_mask, breast, record.get("breast_only", False), sl.id)["auroc"]
+            for target, value in ((auroc_run, run_value), (auroc_mode, mode_value)):
                 if value is not None and np.isfinite(value):
                     target.setdefault(v, []).append(value)
     mode = " ".join(f"{k}={v}" for k, v in sorted(overrides.items()))

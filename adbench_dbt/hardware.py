@@ -90,12 +90,21 @@ def count_flops(work: Callable[[], Any]) -> int:
 
 
 def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak (CUDA; a process's peak resident set cannot be reset)."""
     if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+
+
+def cuda_peak_bytes(device: torch.device) -> float:
+    """CUDA's max allocated bytes since the last `reset_peak_memory`, after the queued work finished."""
+    torch.cuda.synchronize(device)
+    return float(torch.cuda.max_memory_allocated(device))
 
 
 def peak_memory_gb(device: torch.device) -> tuple[float, str]:
     """(GB, what it is): CUDA's max allocated since the last reset, or the process's peak resident set."""
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 1e9, "cuda max allocated"
+        return cuda_peak_bytes(device) / 1e9, "cuda max allocated"
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, "process peak RSS"

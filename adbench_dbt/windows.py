@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from adbench_dbt.config import AssemblyMode, WindowConfig
+from adbench_dbt.hardware import cuda_peak_bytes, reset_peak_memory
 
 WindowScorer = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 
@@ -140,13 +141,10 @@ class MemoryGauge:
         self.budget = headroom * torch.cuda.get_device_properties(device).total_memory
 
     def reset(self) -> None:
-        torch.cuda.synchronize(self.device)
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(self.device)
+        reset_peak_memory(self.device)
 
     def peak(self) -> float:
-        torch.cuda.synchronize(self.device)
-        return float(torch.cuda.max_memory_allocated(self.device))
+        return cuda_peak_bytes(self.device)
 
     def fits(self, peak: float) -> bool:
         return peak <= self.budget

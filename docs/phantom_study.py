@@ -398,15 +398,20 @@ def report(out: str) -> None:
     print((DOCS / "phantom-study.md").read_text())
 
 
-def tables() -> None:
+def tables(methods: str | None = None) -> None:
+    """The committed phantom-demo leaderboard as the markdown tables the READMEs quote (`--methods a,b`: only
+    those methods' rows)."""
     board = pd.read_csv(DOCS.parent / "leaderboards" / "phantom-demo.csv")
+    if methods:
+        board = board[board.method.isin(methods.split(","))]
     board = board.sort_values("auroc_breast", ascending=False)
     fmt = lambda v, lo, hi: f"{v:.3f} [{lo:.3f}, {hi:.3f}]"  # noqa: E731
-    print(f"fingerprint {board.fingerprint.unique()}, slices {board.slices.unique()}\n")
-    print("| method | variant | breast AUROC [95% CI] | in/out | pixel AUROC [95% CI] | pixel AP | s/slice | fit s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"fingerprint {list(board.fingerprint.str[:12].unique())}, slices {list(board.slices.unique())}\n")
+    print("| method | profile | variant | breast AUROC [95% CI] | in/out | pixel AUROC [95% CI] | pixel AP | s/slice "
+          "| fit s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in board.itertuples():
-        print(f"| {r.method} | {r.variant} | {fmt(r.auroc_breast, r.auroc_breast_low, r.auroc_breast_high)} | "
+        print(f"| {r.method} | {r.profile} | {r.variant} | {fmt(r.auroc_breast, r.auroc_breast_low, r.auroc_breast_high)} | "
               f"{r.inout_ratio:.2f} | {fmt(r.auroc, r.auroc_low, r.auroc_high)} | {r.ap:.4f} | {r.s_per_slice:.2f} | "
               f"{r.fit_s:.0f} |")
     half = np.maximum(board.auroc - board.auroc_low, board.auroc_high - board.auroc)
@@ -432,9 +437,10 @@ def main() -> None:
     parser.add_argument("--out", default="runs/demo")
     parser.add_argument("--only", choices=("picard", "dmse"))
     parser.add_argument("--point", help="run one grid point only: method:iterations:cnum")
+    parser.add_argument("--methods", help="tables: only these methods (comma-separated)")
     args = parser.parse_args()
     if args.part == "tables":
-        return tables()
+        return tables(args.methods)
     if args.part in ("grid", "all"):
         grid(args.out, args.only, args.point)
     if args.part in ("quality", "all"):
