@@ -237,3 +237,13 @@ def test_bf16_scoring_ranks_pixels_as_fp32_does(name, tiny):
     # DRAEM's smoke model has had one training step: its segmentation softmax is near-uniform, so bf16 rounding
     # reorders near-tied pixels (0.93 measured); the trained demo model is measured in docs/precision-fidelity.md
     assert rho >= (0.9 if name == "draem" else 0.99), f"{name}: Spearman {rho:.4f} between bf16 and fp32"
+
+
+def test_bench_train_counts_the_windows_each_step_draws(tiny):
+    """`adbench bench --train` of a trained anomalib model: samples per step is its training batch (not 0)."""
+    from adbench_dbt.bench_train import time_training
+
+    train, _ = tiny
+    timing = time_training("stfpm", "smoke", {"steps": 4, "train_batch": 3}, torch.device("cpu"), train,
+                           warmup=1, steps=2)
+    assert timing["samples_per_step"] == 3 and timing["samples_per_s"] > 0

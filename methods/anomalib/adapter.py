@@ -30,7 +30,7 @@ from adbench_dbt.execution import NetworkAutocast
 from adbench_dbt.method import WindowMethod
 from adbench_dbt.registry import register_method
 from adbench_dbt.sampling import sample_tissue_crops
-from adbench_dbt.training import TrainingConfig, seeded_generators, seeded_weights
+from adbench_dbt.training import TrainingConfig, note_samples, seeded_generators, seeded_weights
 
 from .backbones import load_into, packaged_efficientnet_lite, read_backbone_file
 
@@ -220,6 +220,7 @@ class AnomalibMethod(WindowMethod):
     def training_windows(self, train: Sequence[Slice], count: int, rng: np.random.Generator) -> torch.Tensor:
         """count x 3 x P x P model inputs cut from tissue of the normal training slices (the shared sampler)."""
         crops, _ = sample_tissue_crops(train, count, self.config.window, rng)
+        note_samples(count)  # `adbench bench --train` counts the windows each step drew
         return self.inputs(torch.from_numpy(crops).to(self.device)[:, None])
 
     def window_batches(self, train: Sequence[Slice], rng: np.random.Generator) -> Iterator[torch.Tensor]:
