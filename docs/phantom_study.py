@@ -406,7 +406,7 @@ def tables(methods: str | None = None) -> None:
         board = board[board.method.isin(methods.split(","))]
     board = board.sort_values("auroc_breast", ascending=False)
     fmt = lambda v, lo, hi: f"{v:.3f} [{lo:.3f}, {hi:.3f}]"  # noqa: E731
-    print(f"fingerprint {list(board.fingerprint.str[:12].unique())}, slices {list(board.slices.unique())}\n")
+    print(f"fingerprint {list(board.fingerprint.str[:12].unique())}, slices {[int(n) for n in board.slices.unique()]}\n")
     print("| method | profile | variant | breast AUROC [95% CI] | in/out | pixel AUROC [95% CI] | pixel AP | s/slice "
           "| fit s |")
     print("|---|---|---|---|---|---|---|---|---|")
