@@ -12,14 +12,20 @@ from typing import Any
 import torch
 
 
-def harness_revision() -> str:
-    """git revision of the harness source (suffixed '+dirty' with uncommitted changes), or the package version."""
-    source = Path(__file__).resolve().parent
+# What decides results: uncommitted changes here make a revision '+dirty'. Result tables (leaderboards/, docs/)
+# do not: a sequence of benchmark commands rewrites them between its own rows.
+CODE_PATHS = (":/adbench_dbt", ":/methods", ":/pyproject.toml")
+
+
+def harness_revision(source: Path | None = None) -> str:
+    """git revision of the harness source (suffixed '+dirty' with uncommitted code changes), or the package
+    version; `source`: a directory of the checkout (default: this package's)."""
+    source = source or Path(__file__).resolve().parent
     try:
         rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=source, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=source,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
+                               cwd=source, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
         return rev + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return f"v{package_version('adbench-dbt')}"
