@@ -44,7 +44,8 @@ def test_adding_a_row_registers_a_model_that_fits_and_scores(tiny):
         torch_model="anomalib.models.image.reverse_distillation.torch_model:ReverseDistillationModel",
         kwargs=lambda c: {"backbone": c.backbone, "input_size": (c.window, c.window), "layers": list(c.layers),
                           "anomaly_map_mode": "multiply", "pre_trained": False},
-        networks=("encoder", "bottleneck", "decoder"), backbone_modules=("encoder.feature_extractor",), frozen=("encoder",), optimizer="adam",
+        networks=("encoder", "bottleneck", "decoder"), backbone_modules=("encoder.feature_extractor",),
+        frozen=("encoder",), optimizer="adam",
         trainable=("bottleneck", "decoder"),
         loss="anomalib.models.image.reverse_distillation.loss:ReverseDistillationLoss")
     try:
