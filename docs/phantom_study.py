@@ -406,13 +406,15 @@ def tables(methods: str | None = None) -> None:
         board = board[board.method.isin(methods.split(","))]
     board = board.sort_values("auroc_breast", ascending=False)
     fmt = lambda v, lo, hi: f"{v:.3f} [{lo:.3f}, {hi:.3f}]"  # noqa: E731
-    print(f"fingerprint {list(board.fingerprint.str[:12].unique())}, slices {[int(n) for n in board.slices.unique()]}\n")
+    fingerprints, slice_counts = list(board.fingerprint.str[:12].unique()), [int(n) for n in board.slices.unique()]
+    print(f"fingerprint {fingerprints}, slices {slice_counts}\n")
     print("| method | profile | variant | breast AUROC [95% CI] | in/out | pixel AUROC [95% CI] | pixel AP | s/slice "
           "| fit s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in board.itertuples():
-        print(f"| {r.method} | {r.profile} | {r.variant} | {fmt(r.auroc_breast, r.auroc_breast_low, r.auroc_breast_high)} | "
-              f"{r.inout_ratio:.2f} | {fmt(r.auroc, r.auroc_low, r.auroc_high)} | {r.ap:.4f} | {r.s_per_slice:.2f} | "
+        print(f"| {r.method} | {r.profile} | {r.variant} | "
+              f"{fmt(r.auroc_breast, r.auroc_breast_low, r.auroc_breast_high)} | {r.inout_ratio:.2f} | "
+              f"{fmt(r.auroc, r.auroc_low, r.auroc_high)} | {r.ap:.4f} | {r.s_per_slice:.2f} | "
               f"{r.fit_s:.0f} |")
     half = np.maximum(board.auroc - board.auroc_low, board.auroc_high - board.auroc)
     print(f"\nlargest pixel AUROC CI half-width {half.max():.3f} ({board.method[half.idxmax()]} "

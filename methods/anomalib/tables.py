@@ -8,9 +8,11 @@ step (labelled so); reduced-precision fidelity of the demo runs from `docs/preci
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Iterable
 
 import pandas as pd
 
+from adbench_dbt.fidelity import SPEARMAN_BAR
 from adbench_dbt.registry import get_method
 
 from .models import MODELS
@@ -24,35 +26,42 @@ def _rows(path: Path) -> pd.DataFrame:
     return table[table.method.isin(NAMES)]
 
 
+def _markdown(headers: list[str], cells: Iterable[list[str]]) -> list[str]:
+    """Header, separator and one line per row of cells."""
+    lines = ["| " + " | ".join(row) + " |" for row in (headers, *cells)]
+    return [lines[0], "|" + "---|" * len(headers), *lines[1:]]
+
+
 def scoring() -> list[str]:
-    lines = ["| method | profile | ms / window | s / slice | GFLOP / window | TFLOP/s | % of peak | fit s | device |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in _rows(Path("leaderboards/bench.csv")).itertuples():
-        fit = "" if pd.isna(r.fit_s) else f"{r.fit_s:.1f}"
-        extrapolated = " (extrapolated)" if r.extrapolated is True or str(r.extrapolated) == "True" else ""
-        lines.append(f"| {r.method} | {r.profile} | {r.ms_per_patch:.0f} | {r.s_per_slice:.1f}{extrapolated} | "
-                     f"{r.flop_per_window / 1e9:.1f} | {r.tflops:.2f} | {r.pct_of_peak:.0f} | {fit} | {r.device} |")
-    return lines
+    def cells(r: Any) -> list[str]:
+        extrapolated = " (extrapolated)" if str(r.extrapolated) == "True" else ""
+        return [r.method, r.profile, f"{r.ms_per_patch:.0f}", f"{r.s_per_slice:.1f}{extrapolated}",
+                f"{r.flop_per_window / 1e9:.1f}", f"{r.tflops:.2f}", f"{r.pct_of_peak:.0f}",
+                "" if pd.isna(r.fit_s) else f"{r.fit_s:.1f}", r.device]
+
+    return _markdown(["method", "profile", "ms / window", "s / slice", "GFLOP / window", "TFLOP/s", "% of peak",
+                      "fit s", "device"], map(cells, _rows(Path("leaderboards/bench.csv")).itertuples()))
 
 
 def training() -> list[str]:
-    lines = ["| method | profile | ms / step | windows / step | windows / s | paper steps | paper fit, extrapolated |",
-             "|---|---|---|---|---|---|---|"]
-    for r in _rows(Path("leaderboards/bench-train.csv")).itertuples():
+    def cells(r: Any) -> list[str]:
         steps = get_method(r.method).profiles()["paper"]["steps"]
         hours = steps * r.ms_per_step / 1000 / 3600
-        lines.append(f"| {r.method} | {r.profile} | {r.ms_per_step:.0f} | {r.samples_per_step:.0f} | "
-                     f"{r.samples_per_s:.2f} | {steps} | {hours:.1f} h |")
-    return lines
+        return [r.method, r.profile, f"{r.ms_per_step:.0f}", f"{r.samples_per_step:.0f}", f"{r.samples_per_s:.2f}",
+                str(steps), f"{hours:.1f} h"]
+
+    return _markdown(["method", "profile", "ms / step", "windows / step", "windows / s", "paper steps",
+                      "paper fit, extrapolated"], map(cells, _rows(Path("leaderboards/bench-train.csv")).itertuples()))
 
 
 def fidelity() -> list[str]:
-    lines = ["| method | mode | slices | Spearman min | median | slices below 0.999 | AUROC fp32 -> mode | passes |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in _rows(Path("docs/precision-fidelity.csv")).itertuples():
-        lines.append(f"| {r.method} | {r.mode} | {r.slices} | {r.spearman_min:.4f} | {r.spearman_median:.4f} | "
-                     f"{r.slices_below_bar} | {r.auroc_run:.4f} -> {r.auroc_mode:.4f} | {r.passes} |")
-    return lines
+    def cells(r: Any) -> list[str]:
+        return [r.method, r.mode, str(r.slices), f"{r.spearman_min:.4f}", f"{r.spearman_median:.4f}",
+                str(r.slices_below_bar), f"{r.auroc_run:.4f} -> {r.auroc_mode:.4f}", str(r.passes)]
+
+    return _markdown(["method", "mode", "slices", "Spearman min", "median", f"slices below {SPEARMAN_BAR:g}",
+                      "AUROC fp32 -> mode", "passes"],
+                     map(cells, _rows(Path("docs/precision-fidelity.csv")).itertuples()))
 
 
 def main() -> None:
