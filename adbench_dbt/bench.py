@@ -24,6 +24,7 @@ from adbench_dbt.execution import autocast
 from adbench_dbt.hardware import count_flops, peak_memory_gb, peak_tflops, reset_peak_memory
 from adbench_dbt.io import atomic_path, write_text
 from adbench_dbt.leaderboard import profile_label
+from adbench_dbt.markdown import table_lines
 from adbench_dbt.method import Method, WindowMethod
 from adbench_dbt.provenance import harness_revision
 from adbench_dbt.registry import create_method, get_method
@@ -172,11 +173,9 @@ def merge_table(path: Path, rows: list[dict[str, Any]], columns: list[str], key:
     table = table.drop_duplicates(subset=key, keep="last")[columns]
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
-    lines = [*intro, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in table.to_dict("records"):
-        lines.append("| " + " | ".join(("" if v != v else f"{v:.4g}") if isinstance(v, float) else str(v)
-                                       for v in r.values()) + " |")
-    write_text(path.with_suffix(".md"), "\n".join(lines) + "\n")
+    cells = ([("" if v != v else f"{v:.4g}") if isinstance(v, float) else v for v in r.values()]
+             for r in table.to_dict("records"))
+    write_text(path.with_suffix(".md"), "\n".join([*intro, "", *table_lines(columns, cells)]) + "\n")
     return table
 
 

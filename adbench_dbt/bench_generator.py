@@ -2,8 +2,9 @@
 
 Both generators get the same weights (the official module tree has the same state-dict names), the same masked
 windows (M completions of each, as PICARD scores them) and the same live dropout layers. Before timing, one forward
-of each from the same random seed must agree (the dropout masks then coincide too), so the rows compare the same
-computation. Ours runs as built (contiguous weights) and in channels_last (module and input, what the scoring
+of each from the same random seed must agree, so the rows compare the same computation; for that forward the
+official Dropout2d layers draw the project's keyed masks (ours no longer come from torch's generator), while timed
+they run their own (same cost). Ours runs as built (contiguous weights) and in channels_last (module and input, what the scoring
 modes' channels_last does). Forwards are timed interleaved, after a warm-up, in the same process (same thread
 count), in fp32 and under bf16 autocast. The official code is imported from the user's checkout at run time and never shipped.
 """
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from adbench_dbt.completion.deepfill import SpatialDropout
 from adbench_dbt.completion.deepfill_backbone import DeepFillBackbone
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.errors import ConfigError, RunError
@@ -143,7 +145,7 @@ def bench_against_official(directory: Path, profile: str, overrides: dict[str, A
     load = os.getloadavg()[0]
     rows = []
     with torch.inference_mode(), backbone.scoring_context(), no_debug_image():
-        agreement = _agreement(calls, directory)
+        agreement = _agreement(calls, directory, official, ours)
         for precision in precisions:
             autocast = torch.autocast(device.type, dtype=PRECISIONS[precision]) if PRECISIONS[precision] else None
             with autocast or nullcontext():
@@ -166,12 +168,12 @@ def bench_against_official(directory: Path, profile: str, overrides: dict[str, A
     return rows
 
 
-def _agreement(calls: dict[str, Callable[[], Any]], directory: Path) -> float:
+def _agreement(calls: dict[str, Callable[[], Any]], directory: Path, official: nn.Module, ours: nn.Module) -> float:
     """Max |difference| from the official code of both stages' outputs of one seeded fp32 forward each (equal
     dropout masks); a RunError if they compute different things."""
     outputs = {}
     for name, call in calls.items():
-        with _seeded(0):
+        with _seeded(0), _keyed_dropout(official, ours):
             outputs[name] = [stage.float() for stage in call()[:2]]
     reference = outputs.pop("official")
     difference = max((a - b).abs().max().item() for ours in outputs.values() for a, b in zip(reference, ours))
@@ -180,6 +182,28 @@ def _agreement(calls: dict[str, Callable[[], Any]], directory: Path) -> float:
                        f"(max abs, same weights, input and dropout seed; expected <= {AGREEMENT_ATOL}): "
                        "not the PICARD generator this benchmark compares against")
     return difference
+
+
+@contextmanager
+def _keyed_dropout(official: nn.Module, ours: nn.Module) -> Iterator[None]:
+    """The official code's live Dropout2d layers drawing the project's masks (`SpatialDropout`, `window_rng`) with the
+    stream of our layer of the same name, restored after: from the same seed both generators then drop the same
+    channels. A live layer that ours does not have is a generator this benchmark cannot compare against."""
+    streams = {name: module.stream for name, module in ours.named_modules() if isinstance(module, SpatialDropout)}
+    patched = []
+    try:
+        for name, module in official.named_modules():
+            if isinstance(module, nn.Dropout2d) and module.training:
+                if name not in streams:
+                    raise RunError(f"the official generator has a live dropout layer {name!r} the project's lacks")
+                twin = SpatialDropout(module.p)
+                twin.live, twin.stream = True, streams[name]
+                module.forward = twin.forward  # an instance attribute: shadows the class's forward until deleted
+                patched.append(module)
+        yield
+    finally:
+        for module in patched:
+            del module.forward
 
 
 @contextmanager

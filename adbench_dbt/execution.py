@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from torch import nn
 
+from adbench_dbt import window_rng
 from adbench_dbt.errors import ConfigError, DeviceError
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -202,24 +203,33 @@ class WindowExecutor:
 
 
 class _CapturedBatch:
-    """One CUDA graph of the window function for one batch shape: replay = copy in, launch once, copy out."""
+    """One CUDA graph of the window function for one batch shape: replay = copy in, launch once, copy out. The
+    batch's `window_rng` keys are an input like the batch: captured from a static copy, refreshed at each replay."""
 
     def __init__(self, fn: WindowFn, example: torch.Tensor) -> None:
         self.static_input = example.clone()
+        keys = window_rng.current()
+        self.static_keys = None if keys is None else keys.to(example.device).clone()
         stream = torch.cuda.Stream(example.device)
         stream.wait_stream(torch.cuda.current_stream(example.device))
-        with torch.cuda.stream(stream):  # warm-up outside the graph: lazy initialisation, cuDNN autotuning
+        with torch.cuda.stream(stream), self._keys():  # warm-up outside the graph: lazy initialisation, autotuning
             for _ in range(2):
                 fn(self.static_input)
         torch.cuda.current_stream(example.device).wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with torch.cuda.graph(self.graph), self._keys():
             self.static_output = fn(self.static_input)
 
+    def _keys(self) -> AbstractContextManager[None]:
+        return nullcontext() if self.static_keys is None else window_rng.current_keys(self.static_keys)
+
     def accepts(self, batch: torch.Tensor) -> bool:
-        return batch.shape == self.static_input.shape and batch.stride() == self.static_input.stride()
+        return (batch.shape == self.static_input.shape and batch.stride() == self.static_input.stride()
+                and (window_rng.current() is None) == (self.static_keys is None))
 
     def replay(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         self.static_input.copy_(batch)
+        if self.static_keys is not None:
+            self.static_keys.copy_(window_rng.current())
         self.graph.replay()
         return {name: value.clone() for name, value in self.static_output.items()}

@@ -19,6 +19,7 @@ from rich.table import Table
 from adbench_dbt.compare import distinguishable, load_run
 from adbench_dbt.errors import RunError
 from adbench_dbt.io import atomic_path, write_text
+from adbench_dbt.markdown import table_lines
 from adbench_dbt.summary import RunSummary
 
 KEY = ["method", "variant", "profile", "fingerprint"]
@@ -183,10 +184,8 @@ def to_markdown(table: pd.DataFrame, dataset: str) -> str:
              "sens@2FP = official DBTex sensitivity at 2 false marks per volume (all volumes), mean sens 1-4FP = "
              "its mean at 1-4 FPs per volume over volumes with boxes (only scored slices carry marks); "
              "vs best: `≈ best` = pixel AUROC not distinguishable from the best row of its fingerprint "
-             "(paired bootstrap over slices, 95%). Compare rows only within the same split fingerprint.", "",
-             "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    lines += ["| " + " | ".join(row) + " |" for row in _display_rows(table)]
-    return "\n".join(lines) + "\n"
+             "(paired bootstrap over slices, 95%). Compare rows only within the same split fingerprint.", ""]
+    return "\n".join(lines + table_lines(HEADERS, _display_rows(table))) + "\n"
 
 
 TERMINAL_COLUMNS = ["method", "variant", "profile", "pixel AUROC [95% CI]", "pixel AP", "breast AUROC [95% CI]",

@@ -42,6 +42,9 @@ class Method(ABC):
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     # True when fit() runs on every torchrun rank and synchronises itself (DDP); False: rank 0 fits alone.
     supports_distributed_fit: ClassVar[bool] = False
+    # Raised when a code change alters what the method computes from the same config, data and weights: it is part
+    # of a run's identity, so a run directory written by the older code is never resumed or reused.
+    scores_version: ClassVar[int] = 1
 
     def __init__(self, config: MethodConfig | None = None, device: str | torch.device = "cpu") -> None:
         self.config = config if config is not None else self.Config()

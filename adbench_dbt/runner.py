@@ -116,12 +116,15 @@ def preflight(spec: RunSpec) -> RunPlan:
     if not test:
         raise RunError(f"dataset {data.tag!r} ({data.root}): split {split!r} has no slices to score")
     config_json = config.model_dump(mode="json")
+    version = method_cls.scores_version
     run_key = stable_hash([_identity(config_json), data.fingerprint, split, checkpoint_sha, spec.breast_only]
-                          + ([referenced] if referenced else []))
+                          + ([referenced] if referenced else []) + ([version] if version > 1 else []))
     run_dir = Path(spec.out) / data.tag / f"{spec.method}-{spec.profile}-{run_key}"
     record = _run_record(spec, split, config_json, data, device, checkpoint_sha)
     if referenced:  # only when the config names files: earlier run records stay valid
         record["referenced_files"] = referenced
+    if version > 1:  # likewise: only methods whose scores changed get new keys
+        record["scores_version"] = version
     if distributed.rank() == 0:
         _check_or_write_record(run_dir, record)  # also proves the output directory is writable
         _remove_stale_temporaries(run_dir)
@@ -162,7 +165,8 @@ def _run_record(spec: RunSpec, split: str, config: dict, data: OpenedDataset, de
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
-IDENTITY_KEYS = ("method", "config", "fingerprint", "split", "checkpoint_sha256", "breast_only", "referenced_files")
+IDENTITY_KEYS = ("method", "config", "fingerprint", "split", "checkpoint_sha256", "breast_only", "referenced_files",
+                 "scores_version")
 DISPLAY_ONLY = ("progress", "log_every")  # config fields that change what is shown, never what is computed
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from adbench_dbt import window_rng
 from adbench_dbt.config import AssemblyMode, WindowConfig
 from adbench_dbt.hardware import cuda_peak_bytes, reset_peak_memory
 
@@ -102,17 +103,23 @@ def run_batches(windows: torch.Tensor, indices: torch.Tensor, scorer: WindowScor
     """Score windows.flatten(0,1)[indices] in batches; halve the batch on out-of-memory and retry.
 
     A scorer with a true `fixed_shape` attribute (a compiled or CUDA-graph `WindowExecutor`) always receives
-    full batches. Returns ({variant: len(indices) x ...}, the batch size that worked).
+    full batches. Each call runs with the batch's window keys current (`window_rng`), so a stochastic method draws
+    the same numbers for a window whatever the batch size. Returns ({variant: len(indices) x ...}, the batch size that worked).
     """
     fixed_shape = bool(getattr(scorer, "fixed_shape", False))
     gatherer = WindowGatherer(windows, indices, batch_size if fixed_shape else min(batch_size, len(indices)))
+    keys = window_rng.window_keys(window_rng.slice_key(indices.device), indices)
     outputs: dict[str, list[torch.Tensor]] = {}
     start = 0
     while start < len(indices):
         count = min(batch_size, len(indices) - start)
         batch = gatherer.gather(start, count, fixed_shape)
+        batch_keys = keys[start: start + count]
+        if batch.shape[0] > count:  # a padded fixed-shape batch: the tail's outputs are dropped, any keys do
+            batch_keys = torch.cat([batch_keys, batch_keys.new_zeros(batch.shape[0] - count)])
         try:
-            scores = scorer(batch)
+            with window_rng.current_keys(batch_keys):
+                scores = scorer(batch)
         except RuntimeError as err:
             if not _is_oom(err) or batch_size == 1:
                 raise

@@ -31,6 +31,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from adbench_dbt.markdown import table_lines
+
 DOCS = Path(__file__).resolve().parent
 STEP = 3  # non-demo grid points score test slices 0, 3, 6, ... (51 of 151)
 DEMO = {"iterations": 800, "cnum": 8}
@@ -192,9 +194,8 @@ def _merge_rows(rows: list[dict]) -> None:
 
 
 def _markdown(table: pd.DataFrame) -> str:
-    cells = [[("" if pd.isna(v) else str(v)) for v in row] for row in table.itertuples(index=False)]
-    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
+    cells = ([("" if pd.isna(v) else v) for v in row] for row in table.itertuples(index=False))
+    return "\n".join(table_lines(table.columns, cells))
 
 
 def _test_slices():
@@ -408,14 +409,12 @@ def tables(methods: str | None = None) -> None:
     fmt = lambda v, lo, hi: f"{v:.3f} [{lo:.3f}, {hi:.3f}]"  # noqa: E731
     fingerprints, slice_counts = list(board.fingerprint.str[:12].unique()), [int(n) for n in board.slices.unique()]
     print(f"fingerprint {fingerprints}, slices {slice_counts}\n")
-    print("| method | profile | variant | breast AUROC [95% CI] | in/out | pixel AUROC [95% CI] | pixel AP | s/slice "
-          "| fit s |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in board.itertuples():
-        print(f"| {r.method} | {r.profile} | {r.variant} | "
-              f"{fmt(r.auroc_breast, r.auroc_breast_low, r.auroc_breast_high)} | {r.inout_ratio:.2f} | "
-              f"{fmt(r.auroc, r.auroc_low, r.auroc_high)} | {r.ap:.4f} | {r.s_per_slice:.2f} | "
-              f"{r.fit_s:.0f} |")
+    print("\n".join(table_lines(
+        ["method", "profile", "variant", "breast AUROC [95% CI]", "in/out", "pixel AUROC [95% CI]", "pixel AP",
+         "s/slice", "fit s"],
+        ([r.method, r.profile, r.variant, fmt(r.auroc_breast, r.auroc_breast_low, r.auroc_breast_high),
+          f"{r.inout_ratio:.2f}", fmt(r.auroc, r.auroc_low, r.auroc_high), f"{r.ap:.4f}", f"{r.s_per_slice:.2f}",
+          f"{r.fit_s:.0f}"] for r in board.itertuples()))))
     half = np.maximum(board.auroc - board.auroc_low, board.auroc_high - board.auroc)
     print(f"\nlargest pixel AUROC CI half-width {half.max():.3f} ({board.method[half.idxmax()]} "
           f"{board.variant[half.idxmax()]}); breast AUROC "
@@ -423,14 +422,15 @@ def tables(methods: str | None = None) -> None:
     for method in board.method.unique():
         part = board[board.method == method]
         several = part.profile.nunique() > 1  # e.g. hfpic: sampling and critic as overrides
-        extra = "profile | " if several else ""
-        print(f"\n{method}:\n\n| {extra}variant | pixel AUROC [95% CI] | pixel AP | breast AUROC [95% CI] | in/out | "
-              "ms/patch |")
-        print("|---|---|---|---|---|---|" + ("---|" if several else ""))
-        for r in part.sort_values("auroc", ascending=False).itertuples():
-            ms = "–" if pd.isna(r.ms_per_patch) else f"{r.ms_per_patch:.2f}"
-            print(f"| {r.profile + ' | ' if several else ''}{r.variant} | {fmt(r.auroc, r.auroc_low, r.auroc_high)} | {r.ap:.4f} | "
-                  f"{fmt(r.auroc_breast, r.auroc_breast_low, r.auroc_breast_high)} | {r.inout_ratio:.2f} | {ms} |")
+        headers = ["profile"] * several + ["variant", "pixel AUROC [95% CI]", "pixel AP", "breast AUROC [95% CI]",
+                                           "in/out", "ms/patch"]
+        rows = [[r.profile] * several + [r.variant, fmt(r.auroc, r.auroc_low, r.auroc_high), f"{r.ap:.4f}",
+                                         fmt(r.auroc_breast, r.auroc_breast_low, r.auroc_breast_high),
+                                         f"{r.inout_ratio:.2f}",
+                                         "–" if pd.isna(r.ms_per_patch) else f"{r.ms_per_patch:.2f}"]
+                for r in part.sort_values("auroc", ascending=False).itertuples()]
+        print(f"\n{method}:\n")
+        print("\n".join(table_lines(headers, rows)))
 
 
 def main() -> None:

@@ -209,3 +209,18 @@ def test_replaced_file_named_in_the_config_never_reuses_old_results(tmp_path, ca
     weights.unlink()
     with pytest.raises(errors.ConfigError, match="pretrained_path"):
         runner.run(spec)
+
+
+def test_a_method_whose_scores_changed_never_reuses_runs_of_the_older_code(tmp_path, cache_root, tiny_dataset,
+                                                                            monkeypatch):
+    """PICARD's dropout masks changed from per-batch to per-window draws: a run directory of the older code holds
+    heatmaps the current code would not produce, so `scores_version` is part of the run's identity."""
+    spec = runner.RunSpec(method="random", profile="smoke", dataset="phantom:tiny", device="cpu",
+                          out=str(tmp_path / "runs"), cache=str(cache_root), overlays=False)
+    old = runner.run(spec)
+    assert "scores_version" not in json.loads((Path(old.run_dir) / "run.json").read_text())  # old keys stay valid
+    monkeypatch.setattr(get_method("random"), "scores_version", 2)
+    new = runner.run(spec)
+    assert new.run_dir != old.run_dir
+    assert json.loads((Path(new.run_dir) / "run.json").read_text())["scores_version"] == 2
+    assert get_method("picard").scores_version == get_method("hfpic").scores_version == 2

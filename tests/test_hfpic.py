@@ -93,14 +93,14 @@ def test_parallel_default_schedule_is_cosine_and_finishes():
 def test_top_k_samples_only_the_k_largest_logits_with_their_renormalised_probabilities():
     logits = torch.tensor([1.0, 3.0, -2.0, 2.5, 0.0, 2.9]).repeat(20000, 1)
     gen = torch.Generator().manual_seed(0)
-    picks, probs = top_k_sample(logits, k=3, generator=gen)
+    picks, probs = top_k_sample(logits, k=3, uniforms=torch.rand(20000, generator=gen))
     assert set(picks.unique().tolist()) == {1, 3, 5}
     top = torch.softmax(torch.tensor([3.0, 2.5, 2.9]), 0)
     freq = torch.stack([(picks == i).float().mean() for i in (1, 3, 5)])
     torch.testing.assert_close(freq, top, atol=0.015, rtol=0)
     expected = {1: top[0], 3: top[1], 5: top[2]}
     assert all(abs(float(p) - float(expected[int(i)])) < 1e-6 for i, p in zip(picks[:50], probs[:50]))
-    cold, _ = top_k_sample(logits[:100], k=3, temperature=1e-3, generator=gen)
+    cold, _ = top_k_sample(logits[:100], k=3, temperature=1e-3, uniforms=torch.rand(100, generator=gen))
     assert (cold == 1).all()
 
 

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Sequence
 import torch
 from torch import nn
 
+from adbench_dbt import window_rng
 from adbench_dbt.data.slices import Slice
 from adbench_dbt.hardware import count_flops
 from adbench_dbt.io import atomic_path, load_state_file
@@ -86,6 +87,13 @@ class CompletionBackbone(ABC):
     @abstractmethod
     def complete(self, windows: torch.Tensor) -> Completions:
         """windows: N x 1 x P x P in [0, 1] -> Completions (N x M x 1 x P x P), one batched call for all N*M."""
+
+    def completion_keys(self) -> AbstractContextManager[None]:
+        """Within the block, one `window_rng` key per (window, completion), window-major like
+        `repeat_interleave(M)`, derived from the engine's window keys: completion j of a window draws the same
+        numbers in any batch. Outside the engine nothing changes (each draw takes fresh keys from torch)."""
+        keys = window_rng.current()
+        return nullcontext() if keys is None else window_rng.current_keys(window_rng.per_draw(keys, self.completions))
 
     def to_space(self, windows: torch.Tensor) -> torch.Tensor:
         """[0, 1] windows in the backbone's value space."""

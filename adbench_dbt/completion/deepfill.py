@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adbench_dbt import window_rng
 from adbench_dbt.completion.contextual_attention import ContextualAttention
 
 Activation = Literal["elu", "relu", "lrelu", "none"]
@@ -62,19 +63,27 @@ def _activation(name: Activation) -> nn.Module | None:
 
 
 class SpatialDropout(nn.Dropout2d):
-    """Dropout2d (one channel mask per sample) that applies only while `live`, whatever the module's mode."""
+    """Dropout2d (one channel mask per sample: a channel is zeroed with probability p, the others scaled by
+    1 / (1 - p)) that applies only while `live`, whatever the module's mode.
+
+    The masks are Dropout2d's in distribution, but drawn from `window_rng` (uniforms keyed per sample, `stream` =
+    this layer's number) instead of torch's generator: a window's completions then do not depend on its batch."""
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__(p)
         self.live = False
+        self.stream = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.live or self.p == 0:
             return x
-        return F.dropout2d(x, self.p, training=True, inplace=True)  # same mask and values, no copy
+        keys = window_rng.keys_or_fresh(x.shape[0], x.device)
+        keep = window_rng.uniform(keys, self.stream, (x.shape[1],)) >= self.p
+        scale = keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+        return x.mul_(scale[:, :, None, None])  # in place: no copy, the layout (channels_last too) kept
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, live={self.live}"
+        return f"p={self.p}, live={self.live}, stream={self.stream}"
 
 
 class Conv2dBlock(nn.Module):
@@ -208,6 +217,8 @@ class InpaintGenerator(nn.Module):
             raise ValueError(f"InpaintGenerator: cnum must be an even number >= 2, got {cnum}")
         self.coarse_generator = CoarseGenerator(input_dim, cnum)
         self.fine_generator = FineGenerator(input_dim, cnum)
+        for stream, module in enumerate(m for m in self.modules() if isinstance(m, SpatialDropout)):
+            module.stream = stream  # each layer its own uniforms
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(x_stage1, x_stage2); the official third output, a flow visualisation, is not computed."""

@@ -75,7 +75,8 @@ class DeepFillBackbone(CompletionBackbone):
     def complete(self, windows: torch.Tensor) -> Completions:
         truth, masked = self.masked_input(windows)
         masked = masked.repeat_interleave(self.completions, dim=0)
-        _, fine = self.generator(masked, self.hole_mask)
+        with self.completion_keys():  # each completion of a window its own dropout masks, whatever the batch
+            _, fine = self.generator(masked, self.hole_mask)
         done = fine * self.hole_mask + masked  # inside the hole this is the fine output itself
         return Completions(truth, done.unflatten(0, (truth.shape[0], self.completions)), self.box)
 

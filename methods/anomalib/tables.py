@@ -8,11 +8,12 @@ step (labelled so); reduced-precision fidelity of the demo runs from `docs/preci
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
 from adbench_dbt.fidelity import SPEARMAN_BAR
+from adbench_dbt.markdown import table_lines
 from adbench_dbt.registry import get_method
 
 from .models import MODELS
@@ -26,12 +27,6 @@ def _rows(path: Path) -> pd.DataFrame:
     return table[table.method.isin(NAMES)]
 
 
-def _markdown(headers: list[str], cells: Iterable[list[str]]) -> list[str]:
-    """Header, separator and one line per row of cells."""
-    lines = ["| " + " | ".join(row) + " |" for row in (headers, *cells)]
-    return [lines[0], "|" + "---|" * len(headers), *lines[1:]]
-
-
 def scoring() -> list[str]:
     def cells(r: Any) -> list[str]:
         extrapolated = " (extrapolated)" if str(r.extrapolated) == "True" else ""
@@ -39,7 +34,7 @@ def scoring() -> list[str]:
                 f"{r.flop_per_window / 1e9:.1f}", f"{r.tflops:.2f}", f"{r.pct_of_peak:.0f}",
                 "" if pd.isna(r.fit_s) else f"{r.fit_s:.1f}", r.device]
 
-    return _markdown(["method", "profile", "ms / window", "s / slice", "GFLOP / window", "TFLOP/s", "% of peak",
+    return table_lines(["method", "profile", "ms / window", "s / slice", "GFLOP / window", "TFLOP/s", "% of peak",
                       "fit s", "device"], map(cells, _rows(Path("leaderboards/bench.csv")).itertuples()))
 
 
@@ -50,7 +45,7 @@ def training() -> list[str]:
         return [r.method, r.profile, f"{r.ms_per_step:.0f}", f"{r.samples_per_step:.0f}", f"{r.samples_per_s:.2f}",
                 str(steps), f"{hours:.1f} h"]
 
-    return _markdown(["method", "profile", "ms / step", "windows / step", "windows / s", "paper steps",
+    return table_lines(["method", "profile", "ms / step", "windows / step", "windows / s", "paper steps",
                       "paper fit, extrapolated"], map(cells, _rows(Path("leaderboards/bench-train.csv")).itertuples()))
 
 
@@ -59,7 +54,7 @@ def fidelity() -> list[str]:
         return [r.method, r.mode, str(r.slices), f"{r.spearman_min:.4f}", f"{r.spearman_median:.4f}",
                 str(r.slices_below_bar), f"{r.auroc_run:.4f} -> {r.auroc_mode:.4f}", str(r.passes)]
 
-    return _markdown(["method", "mode", "slices", "Spearman min", "median", f"slices below {SPEARMAN_BAR:g}",
+    return table_lines(["method", "mode", "slices", "Spearman min", "median", f"slices below {SPEARMAN_BAR:g}",
                       "AUROC fp32 -> mode", "passes"],
                      map(cells, _rows(Path("docs/precision-fidelity.csv")).itertuples()))
 

@@ -27,6 +27,7 @@ class HfpicMethodConfig(HfpicConfig):
 @register_method
 class Hfpic(CompletionMethod):
     name = "hfpic"
+    scores_version = 2  # 2: token samples keyed per window (adbench_dbt.window_rng), no longer drawn per batch
     paper = "Wan et al., High-Fidelity Pluralistic Image Completion with Transformers, ICCV 2021 (ICT), scored " \
             "as in Konz et al. 2023 (PICARD's MCD)"
     variants = IMAGE_VARIANTS + FEATURE_VARIANTS

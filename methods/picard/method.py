@@ -24,6 +24,7 @@ class PicardConfig(InpaintingConfig):
 @register_method
 class Picard(CompletionMethod):
     name = "picard"
+    scores_version = 2  # 2: dropout masks keyed per window (adbench_dbt.window_rng), no longer drawn per batch
     paper = "Konz et al., Unsupervised anomaly localization in high-resolution breast scans using deep " \
             "pluralistic image completion, MedIA 2023 (arXiv 2305.03098)"
     variants = ("mcd_image", "mcd_feature", "mean_image", "mean_feature", "median_image", "median_feature")

@@ -175,7 +175,8 @@ class HfpicBackbone(CompletionBackbone):
         n, m = windows.shape[0], self.completions
         tokens = self.tokens(windows).repeat_interleave(m, dim=0)
         holes = self.token_holes.expand(n * m, -1)
-        tokens, self.last_forwards = self.sample(tokens, holes)
+        with self.completion_keys():  # each completion of a window its own samples, whatever the batch
+            tokens, self.last_forwards = self.sample(tokens, holes)
         repeated = windows.repeat_interleave(m, dim=0)
         out = self.upsample(repeated, self.hole_mask, tokens)
         done = out * self.hole_mask + repeated * (1 - self.hole_mask)  # PICARD's code does not merge; same hole
