@@ -4,8 +4,8 @@ Both generators get the same weights (the official module tree has the same stat
 windows (M completions of each, as PICARD scores them) and the same live dropout layers. Before timing, one forward
 of each from the same random seed must agree, so the rows compare the same computation; for that forward the
 official Dropout2d layers draw the project's keyed masks (ours no longer come from torch's generator), while timed
-they run their own (same cost). Ours runs as built (contiguous weights) and in channels_last (module and input, what the scoring
-modes' channels_last does). Forwards are timed interleaved, after a warm-up, in the same process (same thread
+they run their own (same cost). Ours runs as built (contiguous weights) and in channels_last (module and input,
+what the scoring modes' channels_last does). Forwards are timed interleaved, after a warm-up, in the same process (same thread
 count), in fp32 and under bf16 autocast. The official code is imported from the user's checkout at run time and never shipped.
 """
 from __future__ import annotations

@@ -31,8 +31,8 @@ from adbench_dbt.timing import resolve_device
 SPEARMAN_BAR = 0.999
 AUROC_BAR = 0.005
 KEY = ["method", "variant", "mode"]  # one row per method and mode: a newer run's measurement replaces an older run's
-COLUMNS = KEY[:1] + ["run"] + KEY[1:] + ["slices", "spearman_min", "spearman_median", "slices_below_bar", "auroc_run", "auroc_mode",
-                 "auroc_difference", "passes", "reference_max_abs_diff", "fingerprint"]
+COLUMNS = ["method", "run", "variant", "mode", "slices", "spearman_min", "spearman_median", "slices_below_bar",
+           "auroc_run", "auroc_mode", "auroc_difference", "passes", "reference_max_abs_diff", "fingerprint"]
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

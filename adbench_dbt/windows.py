@@ -104,7 +104,8 @@ def run_batches(windows: torch.Tensor, indices: torch.Tensor, scorer: WindowScor
 
     A scorer with a true `fixed_shape` attribute (a compiled or CUDA-graph `WindowExecutor`) always receives
     full batches. Each call runs with the batch's window keys current (`window_rng`), so a stochastic method draws
-    the same numbers for a window whatever the batch size. Returns ({variant: len(indices) x ...}, the batch size that worked).
+    the same numbers for a window whatever the batch size. Returns ({variant: len(indices) x ...}, the batch size
+    that worked).
     """
     fixed_shape = bool(getattr(scorer, "fixed_shape", False))
     gatherer = WindowGatherer(windows, indices, batch_size if fixed_shape else min(batch_size, len(indices)))

@@ -35,7 +35,7 @@ def scoring() -> list[str]:
                 "" if pd.isna(r.fit_s) else f"{r.fit_s:.1f}", r.device]
 
     return table_lines(["method", "profile", "ms / window", "s / slice", "GFLOP / window", "TFLOP/s", "% of peak",
-                      "fit s", "device"], map(cells, _rows(Path("leaderboards/bench.csv")).itertuples()))
+                        "fit s", "device"], map(cells, _rows(Path("leaderboards/bench.csv")).itertuples()))
 
 
 def training() -> list[str]:
@@ -46,7 +46,8 @@ def training() -> list[str]:
                 str(steps), f"{hours:.1f} h"]
 
     return table_lines(["method", "profile", "ms / step", "windows / step", "windows / s", "paper steps",
-                      "paper fit, extrapolated"], map(cells, _rows(Path("leaderboards/bench-train.csv")).itertuples()))
+                        "paper fit, extrapolated"],
+                       map(cells, _rows(Path("leaderboards/bench-train.csv")).itertuples()))
 
 
 def fidelity() -> list[str]:
@@ -55,8 +56,8 @@ def fidelity() -> list[str]:
                 str(r.slices_below_bar), f"{r.auroc_run:.4f} -> {r.auroc_mode:.4f}", str(r.passes)]
 
     return table_lines(["method", "mode", "slices", "Spearman min", "median", f"slices below {SPEARMAN_BAR:g}",
-                      "AUROC fp32 -> mode", "passes"],
-                     map(cells, _rows(Path("docs/precision-fidelity.csv")).itertuples()))
+                        "AUROC fp32 -> mode", "passes"],
+                       map(cells, _rows(Path("docs/precision-fidelity.csv")).itertuples()))
 
 
 def main() -> None:

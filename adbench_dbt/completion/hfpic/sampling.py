@@ -22,16 +22,15 @@ class TokenModel(Protocol):
     def logits_at(self, idx: torch.Tensor, holes: torch.Tensor, position: int) -> torch.Tensor: ...  # B x K
 
 
-def top_k_sample(logits: torch.Tensor, k: int, temperature: float = 1.0,
-                 uniforms: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def top_k_sample(logits: torch.Tensor, uniforms: torch.Tensor, k: int,
+                 temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one index per row of ... x K logits among its k largest (softmax at `temperature`), by inverting the
-    top-k distribution's CDF at `uniforms` (shape ..., in [0, 1); fresh from torch's generator if None).
+    top-k distribution's CDF at `uniforms` (shape ..., in [0, 1)).
 
     Returns (indices, probability of each sampled index under the top-k distribution)."""
     values, indices = torch.topk(logits.float() / temperature, min(k, logits.shape[-1]), dim=-1)
     probs = torch.softmax(values, dim=-1)
-    u = torch.rand(probs.shape[:-1], device=probs.device) if uniforms is None else uniforms
-    below = (probs.cumsum(dim=-1) <= u[..., None]).sum(dim=-1, keepdim=True)
+    below = (probs.cumsum(dim=-1) <= uniforms[..., None]).sum(dim=-1, keepdim=True)
     choice = below.clamp(max=probs.shape[-1] - 1)  # a CDF that rounds to just under 1 never picks past the last
     return indices.gather(-1, choice)[..., 0], probs.gather(-1, choice)[..., 0]
 
@@ -44,8 +43,8 @@ def sample_raster(model: TokenModel, tokens: torch.Tensor, holes: torch.Tensor, 
     keys = window_rng.keys_or_fresh(tokens.shape[0], tokens.device)
     positions = torch.nonzero(holes.any(dim=0)).flatten().tolist()
     for position in positions:
-        sampled, _ = top_k_sample(model.logits_at(tokens, holes, position), top_k, temperature,
-                                  window_rng.uniform(keys, position, ()))
+        sampled, _ = top_k_sample(model.logits_at(tokens, holes, position), window_rng.uniform(keys, position, ()),
+                                  top_k, temperature)
         here = holes[:, position]
         tokens[:, position] = torch.where(here, sampled, tokens[:, position])
         holes[:, position] = False
@@ -70,8 +69,8 @@ def sample_parallel(model: TokenModel, tokens: torch.Tensor, holes: torch.Tensor
         left = holes.sum(dim=1)
         if not bool(left.any()):
             break
-        sampled, confidence = top_k_sample(model(tokens, holes), top_k, temperature,
-                                           window_rng.uniform(keys, step, (tokens.shape[1],)))
+        sampled, confidence = top_k_sample(model(tokens, holes), window_rng.uniform(keys, step, (tokens.shape[1],)),
+                                           top_k, temperature)
         # the schedule, but every step fills at least one hole and leaves at least one for each later step
         most = (left - 1).clamp(min=0)
         keep_masked = torch.minimum(torch.maximum(masked_after(step, steps, total),
