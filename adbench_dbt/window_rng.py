@@ -19,6 +19,7 @@ overflows); uniforms take its top 24 bits, exact in float32.
 """
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -63,11 +64,8 @@ def per_draw(keys: torch.Tensor, draws: int) -> torch.Tensor:
 
 def uniform(keys: torch.Tensor, stream: int, shape: tuple[int, ...]) -> torch.Tensor:
     """len(keys) x *shape float32 uniforms in [0, 1): element c of row i is a hash of (keys[i], stream, c)."""
-    count = 1
-    for side in shape:
-        count *= side
     base = combine(keys, stream).view(-1, *([1] * len(shape)))
-    counters = torch.arange(count, device=keys.device, dtype=torch.int64).view(shape)
+    counters = torch.arange(math.prod(shape), device=keys.device, dtype=torch.int64).view(shape)
     return (combine(base, counters) >> 8).to(torch.float32) * (1.0 / (1 << 24))
 
 
@@ -87,7 +85,8 @@ def current() -> torch.Tensor | None:
 
 
 def keys_or_fresh(rows: int, device: torch.device) -> torch.Tensor:
-    """The current keys if they are one per row of this batch, else `rows` fresh keys from torch's generator."""
+    """The current keys (one per row of this batch, else a ValueError), or outside any `current_keys` block `rows`
+    fresh keys from torch's generator."""
     keys = current()
     if keys is not None:
         if len(keys) != rows:
